@@ -1,0 +1,50 @@
+"""keras_cnas: constrained neural architecture search for TensorFlow/Keras.
+
+The pure-Python core (spaces, costs) is imported eagerly; everything that needs
+TensorFlow (``build_model``, ``data``) is imported on first use, so that
+``import keras_cnas.spaces`` stays microsecond-fast and TensorFlow-free.
+
+Example:
+    >>> import keras_cnas as cnas
+    >>> spec = cnas.spaces.reference.vgg19((32, 32, 3), 10)
+    >>> cnas.estimate(spec).params > 0
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from keras_cnas import costs, spaces
+from keras_cnas.costs import Constraints, CostReport, estimate
+from keras_cnas.errors import (
+    DataError,
+    InfeasibleConstraintsError,
+    InvalidSpecError,
+    KerasCnasError,
+    UnknownCostError,
+)
+
+__version__ = "0.1.0"
+
+# Attribute -> module that defines it; imported lazily because they import TensorFlow.
+_LAZY = {
+    "build_model": "keras_cnas.builders",
+    "builders": "keras_cnas.builders",
+    "data": "keras_cnas.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__.endswith("." + name) else getattr(module, name)
+    raise AttributeError(f"module 'keras_cnas' has no attribute {name!r}")
+
+
+__all__ = [
+    "Constraints", "CostReport", "DataError", "InfeasibleConstraintsError", "InvalidSpecError",
+    "KerasCnasError", "UnknownCostError", "build_model", "builders", "costs", "data", "estimate",
+    "spaces",
+]

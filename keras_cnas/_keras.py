@@ -1,0 +1,18 @@
+"""The one module that imports Keras.
+
+keras_cnas uses the Keras 2 API from the ``tf_keras`` package, never ``tf.keras``:
+tensorflow-model-optimization 0.8.x only works with Keras 2, and importing it flips
+``TF_USE_LEGACY_KERAS`` so that a process touching ``tf.keras`` could end up with two
+Kerases whose layers do not mix. Every other module does ``from keras_cnas._keras import
+keras``.
+"""
+
+import os
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+__all__ = ["keras", "tf"]

@@ -1,0 +1,65 @@
+"""Costs of an MIT-LL descriptor, inlined for speed (the search samples thousands a second).
+
+The MIT-LL paper's definitions, as implemented here:
+
+* eq. 7, conv layer ``l``: ``(x_w/s)*(x_h/s)*(x_d*f_w*f_h + 1)*k`` where ``x`` is the
+  layer's input (width, height, depth), ``f`` its filter, ``k`` its filters and ``s`` its
+  subsampling ``(sub_x, sub_y)``. The paper's text scales by ``1/s`` "in both directions"
+  though its printed formula shows one ``1/s``; we follow the text. The division is exact
+  (a float), as printed.
+* eq. 8, fc layer (the classifier included): ``h*(x + 1)`` for ``x`` inputs, ``h`` outputs.
+* eq. 9: FLOPs = the sum over conv and fc layers.
+* eq. 6, memory: ``B_pe * (sum of weights + max_l max(|x_l|, |y_l|))`` with the sum of
+  weights = ``params`` (BatchNorm statistics included) and ``l`` ranging over every conv,
+  pool and dense op.
+
+``madds`` is the exact multiply-accumulate count of the built network (a conv with
+"same" padding computes at full resolution; the pool after it subsamples), which eq. 7
+approximates.
+"""
+
+from __future__ import annotations
+
+from keras_cnas.costs.report import CostReport
+from keras_cnas.spaces.descriptor import Descriptor
+
+
+def estimate_descriptor(spec: Descriptor, bytes_per_element: int = 4) -> CostReport:
+    h, w, c = spec.input_shape
+    params = trainable = madds = 0
+    flops = 0.0
+    max_tensor = h * w * c
+    peak = 0
+    for layer in spec.conv_layers:
+        k, fx, fy = layer.n_filters, layer.filt_x, layer.filt_y
+        weights = fx * fy * c * k
+        params += weights + 4 * k
+        trainable += weights + 2 * k
+        x_size, conv_out = h * w * c, h * w * k
+        madds += conv_out * fx * fy * c
+        flops += (w / layer.sub_x) * (h / layer.sub_y) * (c * fx * fy + 1) * k
+        if conv_out > max_tensor:
+            max_tensor = conv_out
+        if x_size + conv_out > peak:
+            peak = x_size + conv_out
+        if layer.pools:
+            h = (h - layer.pool_y) // layer.sub_y + 1
+            w = (w - layer.pool_x) // layer.sub_x + 1
+            pooled = h * w * k
+            if conv_out + pooled > peak:
+                peak = conv_out + pooled
+        c = k
+    x = h * w * c
+    for n in [l.n_hidden for l in spec.fc_layers] + [spec.num_classes]:
+        params += x * n + n
+        trainable += x * n + n
+        madds += x * n
+        flops += n * (x + 1)
+        if n > max_tensor:
+            max_tensor = n
+        if x + n > peak:
+            peak = x + n
+        x = n
+    return CostReport(params=params, trainable_params=trainable, madds=madds, flops=flops,
+                      memory_bytes=bytes_per_element * (params + max_tensor),
+                      peak_activation_bytes=bytes_per_element * peak)

@@ -1,0 +1,25 @@
+"""Search spaces: specs as immutable JSON values, sampling, validation, mutation.
+
+Pure Python + NumPy: importing this package never imports TensorFlow.
+"""
+
+from keras_cnas.spaces import reference
+from keras_cnas.spaces.base import SPACES, SPEC_TYPES, Mutation, Space, Spec, spec_from_dict, spec_from_json
+from keras_cnas.spaces.blockset import (
+    DEFAULT_BLOCK_TYPES,
+    BlockSetGenotype,
+    BlockSetSpace,
+    BlockType,
+    Position,
+    Skeleton,
+    Stage,
+)
+from keras_cnas.spaces.categorical import CategoricalSpace, CategoricalSpec
+from keras_cnas.spaces.descriptor import ConvLayer, Coordinate, Descriptor, DescriptorSpace, FcLayer
+
+__all__ = [
+    "DEFAULT_BLOCK_TYPES", "SPACES", "SPEC_TYPES", "BlockSetGenotype", "BlockSetSpace", "BlockType",
+    "CategoricalSpace", "CategoricalSpec", "ConvLayer", "Coordinate", "Descriptor", "DescriptorSpace",
+    "FcLayer", "Mutation", "Position", "Skeleton", "Space", "Spec", "Stage", "reference",
+    "spec_from_dict", "spec_from_json",
+]

@@ -1,0 +1,44 @@
+"""keras_cnas: constrained neural architecture search for TensorFlow/Keras with TFLite export."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="keras_cnas",
+    version="0.1.0",
+    description=(
+        "Constrained neural architecture search for TensorFlow/Keras with "
+        "verified TFLite export for phones and microcontrollers."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["keras_cnas", "keras_cnas.*"]),
+    install_requires=[
+        # tf-keras pulls `tensorflow` anyway, so we do not use tensorflow-cpu.
+        "tensorflow>=2.21,<2.22",
+        # Keras 2 API: tensorflow-model-optimization 0.8.x does not work with Keras 3.
+        "tf-keras>=2.21,<2.22",
+        # tfmot pins absl-py~=1.2.
+        "tensorflow-model-optimization==0.8.1",
+        "absl-py",
+        "numpy",
+        "ai-edge-litert>=2.3,<3",
+    ],
+    extras_require={
+        # Only dev builds of tflite-micro exist on PyPI: pin exactly.
+        "micro": ["tflite-micro==0.dev20261023182759"],
+        "ray": ["ray[tune]"],
+        "examples": ["scikit-learn"],
+        "plot": ["matplotlib"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "test": ["pytest", "pytest-timeout", "scikit-learn"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

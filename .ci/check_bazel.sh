@@ -13,13 +13,17 @@ fi
 # A private output base keeps the check from touching the user's Bazel cache.
 out_base="$(mktemp -d)"
 trap 'bazel --output_base="$out_base" shutdown >/dev/null 2>&1 || true; rm -rf "$out_base"' EXIT
-targets=$(bazel --output_base="$out_base" --batch query //... --nofetch 2>/dev/null)
+bz() { bazel --output_base="$out_base" --batch "$@"; }
+# A fresh output base has not unpacked Bazel's embedded @bazel_tools yet, and --nofetch
+# refuses to; one plain query unpacks it (from the bazel binary itself: no network).
+bz query //... >/dev/null 2>&1 || true
+targets=$(bz query //... --nofetch 2>/tmp/bazel_query.err) || { cat /tmp/bazel_query.err; exit 1; }
 echo "bazel query //... --nofetch: $(echo "$targets" | wc -l) targets"
 # Every source file a rule names must exist in the tree.
 missing=0
 while read -r label; do
   path="${label#//}"; path="${path/://}"; path="${path#/}"
   if [ ! -f "$path" ]; then echo "missing source file: $label"; missing=1; fi
-done < <(bazel --output_base="$out_base" --batch query 'kind("source file", deps(//...))' --nofetch 2>/dev/null | grep '^//')
+done < <(bz query 'labels(srcs, //...)' --nofetch 2>/dev/null | grep '^//')
 [ "$missing" = 0 ] || { echo "BUILD names files that do not exist"; exit 1; }
 echo "BUILD check passed"

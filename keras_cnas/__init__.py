@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 # Attribute -> module that defines it; imported lazily because they import TensorFlow.
 _LAZY = {
+    "training": "keras_cnas.training",
     "build_model": "keras_cnas.builders",
     "builders": "keras_cnas.builders",
     "data": "keras_cnas.data",

@@ -30,21 +30,20 @@ def estimate_descriptor(spec: Descriptor, bytes_per_element: int = 4) -> CostRep
     flops = 0.0
     max_tensor = h * w * c
     peak = 0
-    for layer in spec.conv_layers:
-        k, fx, fy = layer.n_filters, layer.filt_x, layer.filt_y
+    for k, fx, fy, px, py, sx, sy in spec.conv_layers:
         weights = fx * fy * c * k
         params += weights + 4 * k
         trainable += weights + 2 * k
         x_size, conv_out = h * w * c, h * w * k
         madds += conv_out * fx * fy * c
-        flops += (w / layer.sub_x) * (h / layer.sub_y) * (c * fx * fy + 1) * k
+        flops += (w / sx) * (h / sy) * (c * fx * fy + 1) * k
         if conv_out > max_tensor:
             max_tensor = conv_out
         if x_size + conv_out > peak:
             peak = x_size + conv_out
-        if layer.pools:
-            h = (h - layer.pool_y) // layer.sub_y + 1
-            w = (w - layer.pool_x) // layer.sub_x + 1
+        if px != 1 or py != 1 or sx != 1 or sy != 1:  # a max-pool follows
+            h = (h - py) // sy + 1
+            w = (w - px) // sx + 1
             pooled = h * w * k
             if conv_out + pooled > peak:
                 peak = conv_out + pooled

@@ -77,6 +77,23 @@ class CostReport:
         d = self.as_dict()
         return " ".join(f"{k}={_human(k, v)}" for k, v in d.items() if k != "trainable_params")
 
+    def table(self, **more: float) -> str:
+        """A readable two-column table of every cost (and ``more`` rows), exact and human.
+
+        Example:
+            >>> print(CostReport(params=1234567, memory_bytes=4000).table())
+            cost                       value       human
+            params                 1,234,567       1.23M
+            memory_bytes               4,000         4kB
+        """
+        rows = {**self.as_dict(), **more}
+        width = max([len("cost")] + [len(k) for k in rows])
+        lines = [f"{'cost':<{width}}  {'value':>18}  {'human':>10}"]
+        for name, value in rows.items():
+            exact = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"
+            lines.append(f"{name:<{width}}  {exact:>18}  {_human(name, value):>10}")
+        return "\n".join(lines)
+
 
 def _human(name: str, value: float) -> str:
     if name.endswith("_bytes"):

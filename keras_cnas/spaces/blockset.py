@@ -274,6 +274,15 @@ class BlockSetGenotype(Spec):
                     f"{pos.c_in} -> {pos.c_out} at this position; choose a type whose groups "
                     "divide the channels, or leave it empty (0)")
 
+    @classmethod
+    def _trusted(cls, frame: "BlockSetGenotype", blocks: tuple[int, ...]) -> "BlockSetGenotype":
+        """A genotype of ``frame``'s space with choices known to be valid (sampling)."""
+        spec = object.__new__(cls)
+        for field in ("input_shape", "num_classes", "skeleton", "block_types"):
+            object.__setattr__(spec, field, getattr(frame, field))
+        object.__setattr__(spec, "blocks", blocks)
+        return spec
+
     def block_type(self, position: int) -> BlockType | None:
         choice = self.blocks[position]
         return self.block_types[choice - 1] if choice else None
@@ -384,7 +393,9 @@ class BlockSetSpace(Space):
     def sample(self, rng: np.random.Generator) -> BlockSetGenotype:
         """Each position uniform over empty and the block types that fit there."""
         u = rng.random(len(self.allowed)).tolist()
-        return self.genotype(tuple(a[int(x * len(a))] for x, a in zip(u, self.allowed)))
+        # Valid by construction: every choice comes from the position's allowed list.
+        return BlockSetGenotype._trusted(
+            self._empty, tuple(a[int(x * len(a))] for x, a in zip(u, self.allowed)))
 
     def validate(self, spec: Spec) -> None:
         if not isinstance(spec, BlockSetGenotype):

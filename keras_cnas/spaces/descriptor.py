@@ -334,17 +334,30 @@ class DescriptorSpace(Space):
                 f"from the space's {self.input_shape} / {self.num_classes}")
         check_int("len(conv_layers)", len(spec.conv_layers), self.min_conv_layers, self.max_conv_layers)
         check_int("len(fc_layers)", len(spec.fc_layers), self.min_fc_layers, self.max_fc_layers)
-        for i, layer in enumerate(spec.conv_layers):
-            for field, value, (lo, hi) in zip(CONV_FIELDS, layer, self._conv_bounds):
-                if not lo <= value <= hi:
-                    raise InvalidSpecError(
-                        f"conv_layers[{i}].{field}: {value} is outside the space's range [{lo}, {hi}]")
+        # Hot path (thousands of specs a second): one unrolled test per layer, details
+        # only when it fails.
+        f_lo, f_hi = self._conv_bounds[0]
+        k, p, s = self.max_kernel, self.max_pool, self.max_subsample
+        h, w = self.input_shape[0], self.input_shape[1]
+        for i, (n, fx, fy, px, py, sx, sy) in enumerate(spec.conv_layers):
+            if not (f_lo <= n <= f_hi and 1 <= fx <= k and 1 <= fy <= k and 1 <= px <= p
+                    and 1 <= py <= p and 1 <= sx <= s and 1 <= sy <= s):
+                self._raise_out_of_bounds(i, spec.conv_layers[i])
+            if px != 1 or py != 1 or sx != 1 or sy != 1:
+                h, w = (h - py) // sy + 1, (w - px) // sx + 1
+                if h < 1 or w < 1:
+                    spec.spatial_sizes()  # raises with the full explanation
         for i, layer in enumerate(spec.fc_layers):
             if not self.min_hidden <= layer.n_hidden <= self.max_hidden:
                 raise InvalidSpecError(
                     f"fc_layers[{i}].n_hidden: {layer.n_hidden} is outside the space's range "
                     f"[{self.min_hidden}, {self.max_hidden}]")
-        spec.spatial_sizes()
+
+    def _raise_out_of_bounds(self, i: int, layer: ConvLayer) -> None:
+        for field, value, (lo, hi) in zip(CONV_FIELDS, layer, self._conv_bounds):
+            if not lo <= value <= hi:
+                raise InvalidSpecError(
+                    f"conv_layers[{i}].{field}: {value} is outside the space's range [{lo}, {hi}]")
 
     # --- Algorithm II moves -------------------------------------------------------------
 

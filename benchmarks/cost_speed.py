@@ -1,0 +1,64 @@
+"""Specs per second for sample + validate + estimate, on one core, per space.
+
+Target (issue 2): at least 20,000 descriptors per second. Prints one line per space and a
+JSON line with every figure.
+
+Usage: python benchmarks/cost_speed.py [--seconds=2]
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from keras_cnas.costs import estimate  # noqa: E402
+from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, reference  # noqa: E402
+
+flags.DEFINE_float("seconds", 2.0, "Time spent per space (after a warm-up).", lower_bound=0.1)
+FLAGS = flags.FLAGS
+
+SPACES = {
+    "descriptor (CIFAR-10 bounds, <= 26 conv)": DescriptorSpace((32, 32, 3), 10),
+    "descriptor (MNIST 28x28x1)": DescriptorSpace((28, 28, 1), 10),
+    "blockset (default, N=36)": BlockSetSpace((224, 224, 3), 1000),
+    "blockset (NAS-Bench-Macro, N=8)": reference.nas_bench_macro_space(),
+}
+
+
+def specs_per_second(space, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # warm-up
+        estimate(space.sample(rng))
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(100):
+            spec = space.sample(rng)
+            space.validate(spec)
+            estimate(spec)
+        count += 100
+    return count / (time.perf_counter() - started)
+
+
+def main(argv):
+    del argv
+    print(f"sample + validate + estimate, one process, Python {platform.python_version()}")
+    figures = {}
+    for name, space in SPACES.items():
+        rate = specs_per_second(space, FLAGS.seconds)
+        figures[name] = round(rate)
+        print(f"{name:45s} {rate:12,.0f} specs/s")
+    print(json.dumps({"specs_per_second": figures}))
+
+
+if __name__ == "__main__":
+    app.run(main)

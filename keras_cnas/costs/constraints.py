@@ -28,7 +28,12 @@ class Violation(NamedTuple):
         return self.value / self.bound
 
     def __str__(self) -> str:
-        return f"{self.cost} = {self.value:,.6g} > max {self.bound:,.6g} ({self.ratio - 1:+.1%})"
+        return f"{self.cost} = {_number(self.value)} > max {_number(self.bound)} ({self.ratio - 1:+.1%})"
+
+
+def _number(value: float) -> str:
+    """Whole numbers with thousands separators (6,000,000), others to 6 significant digits."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
 
 
 class Constraints:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # only for annotations; importing TF at module level would be heavy.
-    import tensorflow as tf
+    from keras_cnas._keras import tf
 
 __all__ = ["Augmentation", "augment_images", "make_tf_dataset"]
 

@@ -15,7 +15,7 @@ from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
 
 if TYPE_CHECKING:
-    import tensorflow as tf
+    from keras_cnas._keras import tf
 
 __all__ = [
     "DATASETS", "Dataset", "DatasetLoader", "RawData", "SPLITS", "from_arrays", "load",

@@ -231,8 +231,8 @@ class BlockSetGenotype(Spec):
     Example:
         >>> g = BlockSetGenotype((32, 32, 3), 10, Skeleton(stem_stride=1),
         ...                      DEFAULT_BLOCK_TYPES, blocks=(1,) + (0,) * 35)
-        >>> g.describe()[:40]
-        'stem32 > [0]ir_t1 > 35 empty > head1280'
+        >>> g.describe()
+        'stem32 > [0]ir_t1 > 35 empty > head1280 > out10'
     """
 
     SPACE = "blockset"

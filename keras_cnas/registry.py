@@ -42,6 +42,11 @@ class Registry(Generic[T]):
                 "pick another name")
         self._entries[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Unregisters ``name`` (for tests and plugins that register temporarily)."""
+        self.get(name)  # raises the helpful KeyError
+        return self._entries.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]

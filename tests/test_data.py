@@ -121,7 +121,10 @@ def test_registered_loaders_are_used_by_load():
             y = np.repeat([0, 1], 10)
             return data.RawData(x, y, None, None, class_names=["dark", "light"])
 
-    d = load(name, validation_split=0.2)
+    try:
+        d = load(name, validation_split=0.2)
+    finally:
+        data.DATASETS.remove(name)  # keep the global registry as the package ships it
     assert d.class_names == ("dark", "light") and len(d.y_val) == 4 and len(d.y_test) == 0
     assert d.x_train[d.y_train == 1].min() == 1.0
     with pytest.raises(DataError, match="has no test examples; pass x_test and y_test"):

@@ -1,7 +1,8 @@
 """keras_cnas: constrained neural architecture search for TensorFlow/Keras.
 
-The pure-Python core (spaces, costs) is imported eagerly; everything that needs
-TensorFlow (``build_model``, ``data``) is imported on first use, so that
+The pure-Python core (spaces, costs, strategies, the search engine) is imported eagerly;
+everything that needs TensorFlow (``build_model``, ``data``, Keras training) is imported on
+first use, so that
 ``import keras_cnas.spaces`` stays microsecond-fast and TensorFlow-free.
 
 Example:
@@ -16,8 +17,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from keras_cnas import costs, spaces
+from keras_cnas import costs, engine, spaces, strategies
 from keras_cnas.costs import Constraints, CostReport, estimate
+from keras_cnas.engine import SearchResult, search
 from keras_cnas.errors import (
     DataError,
     InfeasibleConstraintsError,
@@ -46,6 +48,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Constraints", "CostReport", "DataError", "InfeasibleConstraintsError", "InvalidSpecError",
-    "KerasCnasError", "UnknownCostError", "build_model", "builders", "costs", "data", "estimate",
-    "spaces",
+    "KerasCnasError", "SearchResult", "UnknownCostError", "build_model", "builders", "costs", "data",
+    "engine", "estimate", "search", "spaces", "strategies", "training",
 ]

@@ -15,4 +15,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+
+
+class _DropRetracingWarnings:
+    """A search builds a new model per trial, so TF's "triggered tf.function retracing"
+    warning fires by design; it would bury the progress lines. Other warnings pass."""
+
+    def filter(self, record) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_DropRetracingWarnings())
+
 __all__ = ["keras", "tf"]

@@ -58,24 +58,3 @@ def test_malformed_spec_file_is_a_usage_error_naming_the_field(tmp_path):
     out = run_tool("tools/estimate_costs.py", f"--spec={path}", "--nobuild")
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "fc_layers[0].n_hidden: -3 is not >= 1" in out.stdout + out.stderr
-
-
-def test_demo_trains_the_reference_descriptor_and_saves_it(tmp_path):
-    out = run_tool("tools/demo.py", f"--out_dir={tmp_path}", "--epochs=3")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "test accuracy" in out.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "costs.json", "flags.json", "metrics.json", "model.keras", "spec.json"]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["epochs"] == 3 and 0.0 <= metrics["test_accuracy"] <= 1.0
-    from keras_cnas.spaces import spec_from_json
-    from keras_cnas.costs import estimate
-
-    spec = spec_from_json((tmp_path / "spec.json").read_text())
-    assert json.loads((tmp_path / "costs.json").read_text())["params"] == estimate(spec).params
-
-
-def test_demo_refuses_a_budget_the_reference_breaks(tmp_path):
-    out = run_tool("tools/demo.py", f"--out_dir={tmp_path}", "--max_memory_bytes=1000")
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "memory_bytes = 157,800 > max 1,000" in out.stdout

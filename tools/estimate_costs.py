@@ -16,7 +16,7 @@ from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keras_cnas import cli  # noqa: E402
+from keras_cnas.cli import common as cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("spec", None, "Path of a spec JSON file (as written by keras_cnas).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_cnas._keras import keras
+from keras_cnas.builders.common import batch_norm
 from keras_cnas.spaces.descriptor import Descriptor
 
 layers = keras.layers
@@ -15,7 +16,7 @@ def build_descriptor(spec: Descriptor) -> keras.Model:
         # No bias: the BatchNorm that follows has its own shift.
         x = layers.Conv2D(l.n_filters, (l.filt_y, l.filt_x), padding="same", use_bias=False,
                           name=f"conv_{i}")(x)
-        x = layers.BatchNormalization(name=f"conv_{i}_bn")(x)
+        x = batch_norm(name=f"conv_{i}_bn")(x)
         x = layers.ReLU(name=f"conv_{i}_relu")(x)
         if l.pools:
             x = layers.MaxPool2D((l.pool_y, l.pool_x), strides=(l.sub_y, l.sub_x),

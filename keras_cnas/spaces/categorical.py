@@ -1,16 +1,25 @@
 """A plain vector of categorical decisions: tabular benchmarks and generic strategies.
 
+A :class:`CategoricalSpace` may carry a *cost table* (``key -> {cost: value}``, e.g. the
+params and FLOPs columns of NAS-Bench-Macro), which ``keras_cnas.costs.estimate(spec,
+space=space)`` and ``space.estimate(spec)`` answer from, so that constraints are checked
+before a table query exactly as analytic costs are checked before training.
+
 Pure Python + NumPy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+import json
+import math
+import os
+import pathlib
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from keras_cnas.errors import InvalidSpecError
+from keras_cnas.errors import DataError, InvalidSpecError
 from keras_cnas.spaces.base import (
     SPACES,
     SPEC_TYPES,
@@ -21,6 +30,12 @@ from keras_cnas.spaces.base import (
     decisions_key,
     require,
 )
+
+if TYPE_CHECKING:
+    from keras_cnas.costs.report import CostReport
+
+#: A per-architecture table: spec key -> {field: value}.
+Table = Mapping[str, Mapping[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,22 +93,42 @@ SPEC_TYPES.add(CategoricalSpec.SPACE, CategoricalSpec)
 
 @SPACES.register("categorical")
 class CategoricalSpace(Space):
-    """A vector of categorical decisions.
+    """A vector of categorical decisions, optionally with a per-architecture cost table.
 
     Args:
         decision_sizes: the number of choices of each decision.
         empty_choice: the value meaning "nothing here" (for example an identity layer),
             which lazy greedy search treats as the empty set; None if there is none.
+        costs: a cost table ``key -> {cost name: value}`` (``params``, ``flops``,
+            ``latency_ms``, ...), inline as a mapping or as the path of a JSON file holding
+            one (see :func:`load_table`). ``keras_cnas.costs.estimate(spec, space=self)``
+            and :meth:`estimate` answer from it. None: the space has no costs.
+        cost_fields: which fields of each row are costs (e.g. ``["params", "flops"]`` of a
+            benchmark table whose rows also hold accuracies); None keeps every field, and
+            then every field must be a number.
+        key_offset: the digit the table's keys use for a decision's first choice. Spec
+            keys number choices from 0 (``"0312"``); a table whose keys number them from 1
+            (Channel-Bench-Macro's ``"1423"``) needs ``key_offset=1``. The table is re-keyed
+            once, on load, so that it is indexed by ``spec.key()``.
+
+    The configuration stays JSON-compatible: a table given as a path is stored as the
+    (absolute) path, an inline one as itself.
 
     Example:
         >>> space = CategoricalSpace([3] * 8, empty_choice=0)
         >>> space.from_decisions([0, 2, 0, 1, 2, 1, 0, 0]).key()
         '02012100'
+        >>> priced = CategoricalSpace([2, 2], costs={"01": {"params": 10}, "11": {"params": 20}},
+        ...                           cost_fields=["params"])
+        >>> priced.estimate(priced.from_decisions([1, 1])).params
+        20
     """
 
     name = "categorical"
 
-    def __init__(self, decision_sizes: Sequence[int], empty_choice: int | None = None):
+    def __init__(self, decision_sizes: Sequence[int], empty_choice: int | None = None,
+                 costs: Table | str | os.PathLike[str] | None = None, *,
+                 cost_fields: Sequence[str] | None = None, key_offset: int = 0):
         if not isinstance(decision_sizes, Sequence) or not decision_sizes:
             raise ValueError(
                 f"decision_sizes: expected a non-empty list of choice counts, got {decision_sizes!r}")
@@ -103,13 +138,101 @@ class CategoricalSpace(Space):
             check_int("empty_choice", empty_choice, 0, min(self._sizes) - 1,
                       fix="it must be a valid value of every decision")
         self._empty_choice = empty_choice
+        if isinstance(key_offset, bool) or not isinstance(key_offset, int) or key_offset < 0:
+            raise ValueError(f"key_offset: expected a non-negative integer (1 for tables whose "
+                             f"keys number choices from 1), got {key_offset!r}")
+        if cost_fields is not None and (isinstance(cost_fields, str) or not all(
+                isinstance(f, str) for f in cost_fields)):
+            raise ValueError(f"cost_fields: expected a list of field names such as "
+                             f"['params', 'flops'], got {cost_fields!r}")
+        self._key_offset = key_offset
+        self._cost_fields = None if cost_fields is None else list(cost_fields)
+        self._costs_arg: Any = None
+        self._cost_table: dict[str, dict[str, float]] | None = None
+        if costs is None:
+            if cost_fields is not None or key_offset:
+                raise ValueError("cost_fields / key_offset: they describe a cost table; pass "
+                                 "costs= too, or drop them")
+            return
+        if isinstance(costs, (str, os.PathLike)):
+            path = pathlib.Path(os.fspath(costs)).expanduser().resolve()
+            self._costs_arg = str(path)
+            table = load_table(path, fields=self._cost_fields, key_offset=key_offset)
+        elif isinstance(costs, Mapping):
+            self._costs_arg = costs
+            table = rekey_table(costs, fields=self._cost_fields, key_offset=key_offset)
+        else:
+            raise ValueError(f"costs: expected a mapping key -> {{cost: value}} or the path of a "
+                             f"JSON table, got {type(costs).__name__}")
+        self._cost_table = self._checked_costs(table)
+
+    def _checked_costs(self, table: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+        """Every key must be a spec of this space and every cost a number: checked once
+        here so that a wrong ``key_offset`` or a non-cost column fails at construction,
+        not in the middle of a search."""
+        hint = ("; if the table numbers choices from 1, pass key_offset=1" if not self._key_offset
+                else "")
+        for key, row in table.items():
+            parts = key.split(",") if "," in key else list(key)
+            if len(parts) != len(self._sizes):
+                raise DataError(
+                    f"costs: key {key!r} has {len(parts)} decisions but the space has "
+                    f"{len(self._sizes)} (decision_sizes={list(self._sizes)})")
+            for i, (part, size) in enumerate(zip(parts, self._sizes)):
+                if not (part.isdigit() and int(part) < size):
+                    raise DataError(
+                        f"costs: key {_original_key(key, self._key_offset)!r} gives decision "
+                        f"{i} the choice {part!r} (after key_offset={self._key_offset}), which is "
+                        f"not in [0, {size - 1}]{hint}")
+            for field, value in row.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not math.isfinite(value):
+                    raise DataError(
+                        f"costs[{key!r}][{field!r}]: expected a finite number, got {value!r:.60}; "
+                        "pass cost_fields=[...] to keep only the cost columns")
+        return table  # type: ignore[return-value]
 
     def get_config(self) -> dict[str, Any]:
-        return {"decision_sizes": list(self._sizes), "empty_choice": self._empty_choice}
+        config: dict[str, Any] = {"decision_sizes": list(self._sizes),
+                                  "empty_choice": self._empty_choice}
+        if self._cost_table is not None:
+            config["costs"] = (self._costs_arg if isinstance(self._costs_arg, str)
+                               else {k: dict(v) for k, v in self._costs_arg.items()})
+            if self._cost_fields is not None:
+                config["cost_fields"] = list(self._cost_fields)
+            if self._key_offset:
+                config["key_offset"] = self._key_offset
+        return config
 
     @property
     def empty_choice(self) -> int | None:
         return self._empty_choice
+
+    @property
+    def cost_table(self) -> Mapping[str, Mapping[str, float]] | None:
+        """The cost table keyed by ``spec.key()`` (re-keyed by ``key_offset``), or None."""
+        return self._cost_table
+
+    def table_costs(self, spec: Spec) -> "CostReport":
+        """The costs of ``spec`` from the cost table.
+
+        Raises:
+            InvalidSpecError: the space has no cost table, ``spec`` is not in this space,
+                or its key is not in the table.
+        """
+        from keras_cnas.costs.report import CostReport  # lazy: costs imports spaces.
+
+        if self._cost_table is None:
+            raise InvalidSpecError(
+                "spec: this CategoricalSpace has no cost table; build it with "
+                "CategoricalSpace(..., costs=table_or_path)")
+        self.validate(spec)
+        row = self._cost_table.get(spec.key())
+        if row is None:
+            raise InvalidSpecError(
+                f"spec: key {spec.key()!r} is not in the space's cost table "
+                f"({len(self._cost_table)} rows); add it to the table or restrict the space")
+        return CostReport.from_dict(row)
 
     def spec(self, decisions: Sequence[int]) -> CategoricalSpec:
         return CategoricalSpec(tuple(decisions), self._sizes)
@@ -149,3 +272,88 @@ class CategoricalSpace(Space):
     def from_decisions(self, decisions: Sequence[int]) -> CategoricalSpec:
         return self.spec(decisions)
 
+
+# --- per-architecture tables (pure Python: shared with keras_cnas.training.tabular) -------
+
+
+def load_table(path: str | os.PathLike[str], *, fields: Sequence[str] | None = None,
+               key_offset: int = 0) -> dict[str, dict[str, Any]]:
+    """Reads a JSON table ``{key: {field: value, ...}}`` and re-keys it by ``spec.key()``.
+
+    Args:
+        path: a JSON file such as NAS-Bench-Macro's ``nas-bench-macro_cifar10.json``.
+        fields: keep only these fields of each row (every row must have them); None keeps all.
+        key_offset: the digit the file's keys use for a decision's first choice (1 for
+            Channel-Bench-Macro, whose keys are digits 1..4); it is subtracted from every
+            digit so that the result is indexed like ``CategoricalSpec.key()``.
+
+    Returns:
+        ``{spec key: {field: value}}``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        DataError: the file is not a JSON object of objects, a key is malformed or a row
+            lacks a requested field.
+
+    Example:
+        >>> import json, tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        ...     json.dump({"14": {"acc": 91.0, "params": 7}}, f)
+        >>> load_table(f.name, key_offset=1)
+        {'03': {'acc': 91.0, 'params': 7}}
+    """
+    path = pathlib.Path(os.fspath(path)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"table: no file at {path}; pass the path of a JSON table "
+                                "{key: {field: value}} (e.g. nas-bench-macro_cifar10.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"table: {path} is not valid JSON ({e})") from None
+    return rekey_table(data, fields=fields, key_offset=key_offset, source=str(path))
+
+
+def rekey_table(table: Any, *, fields: Sequence[str] | None = None, key_offset: int = 0,
+                source: str = "the table") -> dict[str, dict[str, Any]]:
+    """Checks an in-memory table, keeps ``fields`` and re-keys it (see :func:`load_table`).
+
+    Example:
+        >>> rekey_table({"21": {"acc": 0.5, "flops": 9}}, fields=["flops"], key_offset=1)
+        {'10': {'flops': 9}}
+    """
+    if not isinstance(table, Mapping) or not table:
+        raise DataError(f"table: {source} must be a non-empty JSON object "
+                        f"{{key: {{field: value}}}}; got {type(table).__name__}")
+    out: dict[str, dict[str, Any]] = {}
+    for key, row in table.items():
+        if not isinstance(row, Mapping):
+            raise DataError(f"table[{key!r}]: expected an object of fields, got {row!r:.60}")
+        if fields is not None:
+            missing = [f for f in fields if f not in row]
+            if missing:
+                raise DataError(f"table[{key!r}]: has no field {missing[0]!r}; its fields are "
+                                f"{sorted(row)}")
+            row = {f: row[f] for f in fields}
+        out[_shift_key(str(key), key_offset)] = dict(row)
+    return out
+
+
+def _shift_key(key: str, offset: int) -> str:
+    if not offset:
+        return key
+    comma = "," in key
+    parts = key.split(",") if comma else list(key)
+    if not all(p.isdigit() and int(p) >= offset for p in parts):
+        raise DataError(f"table: key {key!r} has a choice below key_offset={offset}; keys must "
+                        f"be digits >= {offset} (use key_offset=0 if they number choices from 0)")
+    shifted = [str(int(p) - offset) for p in parts]
+    return ",".join(shifted) if comma else "".join(shifted)
+
+
+def _original_key(key: str, offset: int) -> str:
+    if not offset:
+        return key
+    comma = "," in key
+    parts = key.split(",") if comma else list(key)
+    shifted = [str(int(p) + offset) if p.isdigit() else p for p in parts]
+    return ",".join(shifted) if comma else "".join(shifted)

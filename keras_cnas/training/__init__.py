@@ -1,5 +1,48 @@
-"""Training: fit a built model on a Dataset's tf.data pipelines and measure it."""
+"""Training and evaluation: evaluators (Keras, tabular), callbacks, the fit recipe.
 
-from keras_cnas.training.fit import fit_and_evaluate
+``Evaluator``, the tabular evaluator and ``DataSource`` are pure Python; everything that
+trains a Keras model (``KerasEvaluator.evaluate``, the callbacks, ``Ensemble``) loads
+TensorFlow on first use.
+"""
 
-__all__ = ["fit_and_evaluate"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from keras_cnas.training.base import DIRECTIONS, EVALUATORS, Evaluator
+from keras_cnas.training.datasource import DataSource, load_npz, save_npz
+
+# Imported eagerly so that EVALUATORS knows "keras" and "tabular" when a worker rebuilds an
+# evaluator from JSON; neither module imports TensorFlow (the Keras one does so when it trains).
+from keras_cnas.training.evaluator import REGULARIZERS, KerasEvaluator
+from keras_cnas.training.tabular import (
+    TABULAR_BENCHMARKS,
+    TabularBenchmark,
+    TabularEvaluator,
+    load_table,
+    tabular_problem,
+)
+
+# name -> module; imported on first use because they import TensorFlow.
+_LAZY = {
+    "NanGuard": "keras_cnas.training.callbacks",
+    "TractionCallback": "keras_cnas.training.callbacks",
+    "TrialTimeLimit": "keras_cnas.training.callbacks",
+    "Ensemble": "keras_cnas.training.ensemble",
+    "majority_vote": "keras_cnas.training.ensemble",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'keras_cnas.training' has no attribute {name!r}")
+
+
+__all__ = [
+    "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
+    "Evaluator", "KerasEvaluator", "NanGuard", "TabularBenchmark", "TabularEvaluator",
+    "TractionCallback", "TrialTimeLimit", "load_npz", "load_table",
+    "majority_vote", "save_npz", "tabular_problem",
+]

@@ -1,7 +1,4 @@
-"""Helpers behind the absl binaries in ``tools/``: flag parsing and output, kept testable.
-
-Pure Python at import; building a Keras model imports TensorFlow on demand.
-"""
+"""Shared helpers of the binaries: spec files, reference networks, cost output."""
 
 from __future__ import annotations
 

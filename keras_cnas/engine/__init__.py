@@ -1,0 +1,15 @@
+"""The search engine: trials, the SQLite trial store, runners, and the search loop.
+
+The public entry point is the function ``keras_cnas.search`` (a subpackage named
+``search`` would be shadowed by it, hence ``engine``).
+"""
+
+from keras_cnas.engine.runners import RUNNERS, InProcessRunner, ProcessPoolRunner, Runner
+from keras_cnas.engine.search import SearchDirError, SearchResult, search
+from keras_cnas.engine.store import TrialStore
+from keras_cnas.trial import Candidate, EvaluationResult, Trial, TrialStatus
+
+__all__ = [
+    "RUNNERS", "Candidate", "EvaluationResult", "InProcessRunner", "ProcessPoolRunner", "Runner",
+    "SearchDirError", "SearchResult", "Trial", "TrialStatus", "TrialStore", "search",
+]

@@ -1,0 +1,356 @@
+"""``keras_cnas.search``: run a strategy against an evaluator under hard constraints.
+
+The loop: while a runner slot is free, ask the strategy for a candidate (re-queued trials
+first) and submit it; wait for finished trials; check their measured costs against the
+constraints; tell the strategy; write trial + strategy state in one transaction. At the
+end: the best trial is finalized (retrained on train + validation and saved under
+``search_dir/best/``), ``summary.json`` is written and a table of the top trials printed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from keras_cnas.costs import Constraints, CostReport
+from keras_cnas.costs import estimate as analytic_estimate
+from keras_cnas.engine import summary as summaries
+from keras_cnas.engine.runners import InProcessRunner, Runner
+from keras_cnas.engine.store import TrialStore
+from keras_cnas.errors import InfeasibleConstraintsError, KerasCnasError
+from keras_cnas.spaces.base import Space, Spec
+from keras_cnas.strategies.base import SearchContext, Strategy
+from keras_cnas.training.base import Evaluator
+from keras_cnas.trial import EvaluationResult, Trial, TrialStatus
+
+logger = logging.getLogger(__name__)
+
+#: A worker that dies without a result gets this many attempts before its trial FAILS.
+MAX_ATTEMPTS = 2
+
+
+class SearchDirError(KerasCnasError, FileExistsError):
+    """``search_dir`` holds another (or an incompatible) search."""
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search returns.
+
+    Attributes:
+        best: the best trial (highest score at the highest fidelity), or None.
+        trials: every trial, in id order.
+        pareto_front: cost name -> non-dominated trials (accuracy vs that cost).
+        summary: the contents of ``summary.json``.
+        search_dir: where everything is stored.
+        best_metrics: metrics of the finalized best model (test accuracy after retraining).
+    """
+
+    best: Trial | None
+    trials: list[Trial]
+    pareto_front: dict[str, list[dict[str, Any]]]
+    summary: dict[str, Any]
+    search_dir: pathlib.Path
+    best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def best_dir(self) -> pathlib.Path:
+        return self.search_dir / "best"
+
+    def best_model(self):
+        """The finalized best model (``search_dir/best/model.keras``) as a tf_keras.Model."""
+        from keras_cnas._keras import keras
+
+        path = self.best_dir / "model.keras"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: the evaluator saved no model "
+                                    "(table-backed searches have none) or finalize was off")
+        return keras.models.load_model(path)
+
+
+def search(space: Space, constraints: Constraints | None = None, *,
+           strategy: Strategy | None = None, evaluator: Evaluator | None = None,
+           data: Any = None, max_trials: int | None = None,
+           search_dir: str | pathlib.Path | None = None, runner: Runner | None = None,
+           seed: int = 0, resume: bool = False, overwrite: bool = False,
+           finalize: bool = True, verbose: bool = True,
+           config_extra: Mapping[str, Any] | None = None) -> SearchResult:
+    """Searches ``space`` for the best architecture that meets ``constraints``.
+
+    Args:
+        space: the search space.
+        constraints: hard upper bounds (analytic ones are checked before a candidate is
+            evaluated; measured ones, such as ``train_seconds``, on the result).
+        strategy: default ``MonteCarlo()``.
+        evaluator: how candidates are scored; default ``KerasEvaluator(data)``.
+        data: a ``keras_cnas.data.Dataset`` for the default evaluator.
+        max_trials: evaluated trials to run in total (resumed ones included); default: the
+            strategy's own phase counts decide.
+        search_dir: where ``trials.db``, ``summary.json`` and ``best/`` go; a new temporary
+            directory if None. A directory holding a search is refused unless ``resume``
+            or ``overwrite``.
+        runner: default ``InProcessRunner()``; ``ProcessPoolRunner(workers=N)`` for the
+            asynchronous variant.
+        seed: seeds the strategy and every trial (trial ``i`` uses ``seed + i``).
+        resume: continue the search stored in ``search_dir``; trials that were running
+            when it stopped are re-queued.
+        overwrite: delete a search stored in ``search_dir`` and start over.
+        finalize: retrain the best architecture on train + validation and save it.
+        verbose: print one line per finished trial and the table of top trials.
+        config_extra: JSON-compatible settings recorded in ``summary.json`` (e.g. flags).
+
+    Returns:
+        A :class:`SearchResult`.
+
+    Raises:
+        InfeasibleConstraintsError: the strategy found no feasible candidate (finished
+            trials stay in ``search_dir``).
+        UnknownCostError: a constraint bounds a cost nothing in this search reports.
+        SearchDirError: ``search_dir`` holds a search and neither resume nor overwrite.
+
+    Example:
+        >>> import keras_cnas as cnas
+        >>> space = cnas.spaces.CategoricalSpace([3, 3, 3])
+        >>> table = {space.from_decisions([a, b, c]).key(): {"acc": (a + b + c) / 6}
+        ...          for a in range(3) for b in range(3) for c in range(3)}
+        >>> result = cnas.search(space, strategy=cnas.strategies.RandomSearch(num_samples=10),
+        ...                      evaluator=cnas.training.TabularEvaluator(table, metric="acc"),
+        ...                      verbose=False)
+        >>> len(result.trials), result.best.metrics["acc"] <= 1.0
+        (10, True)
+    """
+    return _Search(space, constraints or Constraints(), strategy, evaluator, data, max_trials,
+                   search_dir, runner, seed, resume, overwrite, finalize, verbose,
+                   dict(config_extra or {})).run()
+
+
+class _Search:
+    def __init__(self, space, constraints, strategy, evaluator, data, max_trials, search_dir,
+                 runner, seed, resume, overwrite, finalize, verbose, config_extra):
+        if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
+                                       or max_trials < 1):
+            raise ValueError(f"max_trials: expected a positive integer or None, got {max_trials!r}")
+        if resume and overwrite:
+            raise ValueError("resume and overwrite: pass at most one of them")
+        self.space, self.constraints, self.seed = space, constraints, seed
+        self.strategy = strategy if strategy is not None else _default_strategy()
+        self.evaluator = evaluator if evaluator is not None else _default_evaluator(data)
+        self.runner = runner if runner is not None else InProcessRunner()
+        self.max_trials, self.finalize, self.verbose = max_trials, finalize, verbose
+        self.resume, self.overwrite = resume, overwrite
+        self.search_dir = pathlib.Path(search_dir) if search_dir is not None else pathlib.Path(
+            tempfile.mkdtemp(prefix="keras_cnas_search_"))
+        self.config_extra = config_extra
+        self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """What identifies this search: a resumed search must match it."""
+        return {"space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
+                "strategy": {"name": self.strategy.name, "config": self.strategy.get_config()},
+                "seed": self.seed}
+
+    def open_store(self) -> TrialStore:
+        db = self.search_dir / "trials.db"
+        if db.exists() and self.overwrite:
+            for name in ("trials.db", "trials.db-wal", "trials.db-shm", "summary.json"):
+                (self.search_dir / name).unlink(missing_ok=True)
+            for name in ("best", "trials", "cache"):
+                shutil.rmtree(self.search_dir / name, ignore_errors=True)
+        elif db.exists() and not self.resume:
+            with TrialStore(db) as old:
+                n = old.count()
+            raise SearchDirError(
+                f"search_dir: {self.search_dir} already holds a search ({n} trials); pass "
+                "resume=True (--resume) to continue it, overwrite=True (--overwrite) to start "
+                "over, or another search_dir")
+        store = TrialStore(db)
+        stored = store.load_state("config")
+        if stored is None:
+            store.save_state("config", self.config())
+        elif stored != self.config():
+            diff = sorted(k for k in self.config() if stored.get(k) != self.config()[k])
+            store.close()
+            raise SearchDirError(
+                f"search_dir: {self.search_dir} holds a different search (its {', '.join(diff)} "
+                f"differ from this one's); resume it with the same settings, pass "
+                "overwrite=True (--overwrite) to start over, or use another search_dir")
+        return store
+
+    def check_costs_available(self) -> None:
+        # Any spec reports the same analytic cost names; a throwaway RNG keeps the
+        # strategy's own RNG untouched.
+        sample = self.space.sample(np.random.default_rng(0))
+        available = set(self.estimate(sample).as_dict()) | set(self.evaluator.reported_costs)
+        self.constraints.check_available(available)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> SearchResult:
+        self.search_dir.mkdir(parents=True, exist_ok=True)
+        self.check_costs_available()
+        store = self.open_store()
+        try:
+            return self._run(store)
+        finally:
+            store.close()
+
+    def _run(self, store: TrialStore) -> SearchResult:
+        strategy, runner = self.strategy, self.runner
+        strategy.setup(SearchContext(self.space, self.constraints, self.estimate), seed=self.seed)
+        saved = store.load_state("strategy")
+        if saved is not None:
+            strategy.load_state_dict(saved)
+        queue = collections.deque(store.unfinished())  # running when the last run stopped
+        if queue:
+            self._say(f"resuming: re-queuing trial(s) {[t.id for t in queue]} that were running")
+        finished = store.count(TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.INFEASIBLE)
+        total = self.max_trials if self.max_trials is not None else strategy.planned_trials
+        in_flight: dict[int, Trial] = {}
+        started, done_here, exhausted = time.time(), 0, False
+        error: BaseException | None = None
+        runner.start(self.evaluator, self.search_dir)
+        try:
+            while True:
+                while runner.free_slots() > 0:
+                    if queue:
+                        trial = queue.popleft()
+                    elif exhausted or (self.max_trials is not None
+                                       and finished + len(in_flight) >= self.max_trials):
+                        break
+                    else:
+                        candidate = strategy.ask()
+                        if candidate is None:
+                            exhausted = True
+                            break
+                        trial = store.create(candidate, strategy.state_dict())
+                    trial.timings["started"] = time.time()
+                    in_flight[trial.id] = trial
+                    runner.submit(trial, self.seed + trial.id)
+                if not in_flight:
+                    break
+                for trial_id, result in runner.wait():
+                    trial = in_flight.pop(trial_id)
+                    if result is None:
+                        trial.attempts += 1
+                        if trial.attempts < MAX_ATTEMPTS:
+                            self._say(f"trial {trial.id}: worker died without a result; re-queued")
+                            store.update(trial)
+                            queue.append(trial)
+                            continue
+                        result = EvaluationResult(status=TrialStatus.FAILED, error=(
+                            f"worker process died {trial.attempts} times without a result "
+                            "(killed, out of memory, or crashed); see its worker.log"))
+                    self.record(trial, result)
+                    strategy.tell(trial)
+                    store.update(trial, strategy.state_dict())
+                    finished += 1
+                    done_here += 1
+                    elapsed = time.time() - started
+                    per_trial = elapsed / done_here / max(1, runner.workers)
+                    self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
+                                                      self.evaluator.objective))
+        except InfeasibleConstraintsError as e:
+            error = e
+        except BaseException:
+            runner.close()  # KeyboardInterrupt etc.: running trials are re-queued on resume
+            raise
+        runner.close()
+        result = self.finish(store)
+        if error is not None:
+            raise error
+        return result
+
+    def record(self, trial: Trial, result: EvaluationResult) -> None:
+        """Fills a finished trial: status, metrics, analytic + measured costs, score."""
+        trial.timings["finished"] = time.time()
+        trial.timings["seconds"] = trial.timings["finished"] - trial.timings.get("started", time.time())
+        trial.metrics = dict(result.metrics)
+        trial.costs = {**self.estimate(trial.spec).as_dict(), **result.costs}
+        trial.status, trial.error = result.status, result.error
+        if trial.status == TrialStatus.COMPLETED:
+            violations = self.constraints.violations(trial.costs)
+            if violations:  # a measured cost broke a hard bound
+                trial.status = TrialStatus.INFEASIBLE
+                trial.error = "measured: " + "; ".join(map(str, violations))
+        trial.score = self.evaluator.score(trial.metrics) if trial.status == TrialStatus.COMPLETED else None
+        if trial.status == TrialStatus.COMPLETED and trial.score is None:
+            trial.status = TrialStatus.FAILED
+            trial.error = trial.error or f"objective {self.evaluator.objective!r} missing or not finite"
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def finish(self, store: TrialStore) -> SearchResult:
+        trials = store.trials()
+        best = summaries.best_trial(trials)
+        best_metrics: dict[str, Any] = {}
+        if best is not None and self.finalize:
+            out = self.search_dir / "best"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            self._say(f"finalizing trial {best.id}: retraining on train + validation")
+            # No validation split is left to stop on: retrain for the epochs the best
+            # full-fidelity run found best.
+            best_epoch = best.metrics.get("best_epoch") if best.fidelity == "full" else None
+            best_metrics = self.evaluator.finalize(
+                best.candidate, out, seed=self.seed,
+                epochs=int(best_epoch) if best_epoch else None)
+            (out / "spec.json").write_text(best.spec.to_json(indent=2) + "\n")
+            (out / "metrics.json").write_text(json.dumps(best_metrics, indent=2, sort_keys=True) + "\n")
+            (out / "costs.json").write_text(json.dumps(best.costs, indent=2, sort_keys=True) + "\n")
+            (out / "trial.json").write_text(best.to_json() + "\n")
+        objective = self.evaluator.objective
+        fronts = {cost: summaries.pareto_front(trials, cost, objective) for cost in summaries.PARETO_COSTS}
+        counts = collections.Counter(t.status.value for t in trials)
+        summary = {
+            "best": None if best is None else {
+                "id": best.id, "spec": best.spec.to_dict(), "metrics": best.metrics,
+                "costs": best.costs, "final_metrics": best_metrics},
+            "pareto_front": fronts,
+            "num_trials": len(trials),
+            "status_counts": dict(counts),
+            "rejected_proposals": self.strategy.rejections,
+            "objective": {"name": objective, "direction": self.evaluator.direction},
+            "config": {**self.config(), "evaluator": self.evaluator.to_json_config(),
+                       "max_trials": self.max_trials, "runner": self.runner.name,
+                       "workers": self.runner.workers, **self.config_extra},
+        }
+        (self.search_dir / "summary.json").write_text(
+            json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        if self.verbose:
+            print(f"\n{summaries.top_table(trials, objective)}\n")
+            if best is not None:
+                print(f"best: trial {best.id}; summary in {self.search_dir / 'summary.json'}")
+        return SearchResult(best, trials, fronts, summary, self.search_dir, best_metrics)
+
+    def _say(self, line: str) -> None:
+        if self.verbose:
+            print(line, flush=True)
+        else:
+            logger.info(line)
+
+
+def _default_strategy() -> Strategy:
+    from keras_cnas.strategies import MonteCarlo
+
+    return MonteCarlo()
+
+
+def _default_evaluator(data: Any) -> Evaluator:
+    if data is None:
+        raise ValueError("search: pass evaluator=... or data=... (a keras_cnas.data.Dataset, "
+                         "e.g. keras_cnas.data.load('digits'))")
+    from keras_cnas.training.evaluator import KerasEvaluator
+
+    return KerasEvaluator(data=data)

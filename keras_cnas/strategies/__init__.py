@@ -1,0 +1,24 @@
+"""Ask/tell search strategies: random search, Monte Carlo coordinate descent, evolution.
+
+A strategy proposes candidates (``ask``) and learns from finished trials (``tell``); it
+never trains anything. Strategies are registered by name in :data:`STRATEGIES`
+(``--strategy=montecarlo``) and keep their whole state, RNG included, as JSON
+(``state_dict``), so a killed search resumes exactly.
+
+Pure Python + NumPy: importing this package never imports TensorFlow.
+
+Example:
+    >>> from keras_cnas import strategies
+    >>> {"random", "montecarlo", "evolution"} <= set(strategies.STRATEGIES.names())
+    True
+    >>> strategies.STRATEGIES.get("montecarlo")(num_random=10).planned_trials
+    80
+"""
+
+from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
+from keras_cnas.strategies.evolution import RegularizedEvolution
+from keras_cnas.strategies.montecarlo import MonteCarlo
+from keras_cnas.strategies.random_search import RandomSearch
+
+__all__ = ["STRATEGIES", "MonteCarlo", "RandomSearch", "RegularizedEvolution", "SearchContext",
+           "Strategy"]

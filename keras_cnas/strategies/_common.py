@@ -1,0 +1,91 @@
+"""Small helpers shared by the strategies: argument checks, unseen sampling, results.
+
+Pure Python + NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Container, Mapping
+
+import numpy as np
+
+from keras_cnas.spaces.base import Spec, spec_from_dict
+from keras_cnas.strategies.base import Strategy
+from keras_cnas.trial import FIDELITIES, Trial
+
+#: Fresh samples drawn before concluding that the space has no unseen spec left. Each
+#: miss means the sample was already asked for, so after this many in a row fewer than
+#: about 3 % of the feasible specs can still be new.
+UNSEEN_TRIES = 100
+
+
+def check_count(name: str, value: Any, low: int, hint: str = "") -> int:
+    """``value`` as an int >= ``low``, else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}"
+                         + (f"; {hint}" if hint else ""))
+    return int(value)
+
+
+def check_probability(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_fidelity(name: str, value: Any) -> str:
+    if value not in FIDELITIES:
+        raise ValueError(f"{name}: expected one of {FIDELITIES}, got {value!r}")
+    return value
+
+
+def sample_unseen(strategy: Strategy, seen: Container[str],
+                  tries: int = UNSEEN_TRIES) -> Spec | None:
+    """A feasible random spec whose key is not in ``seen``; None if ``tries`` were all seen.
+
+    Raises:
+        InfeasibleConstraintsError: through ``strategy.sample_feasible`` when the
+            constraints reject too many samples in a row.
+    """
+    for _ in range(tries):
+        spec = strategy.sample_feasible()
+        if spec.key() not in seen:
+            return spec
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A completed trial as a strategy remembers it (JSON via ``to_dict``).
+
+    Attributes:
+        id: the trial id.
+        fidelity: the fidelity it was evaluated at.
+        score: ``trial.score`` (higher is better, finite).
+        spec: the architecture.
+        info: the strategy's bookkeeping the candidate carried (the move, the parent).
+    """
+
+    id: int
+    fidelity: str
+    score: float
+    spec: Spec
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_trial(cls, trial: Trial, info: Mapping[str, Any] | None = None) -> "Result":
+        assert trial.score is not None and math.isfinite(trial.score)
+        return cls(int(trial.id), trial.fidelity, float(trial.score), trial.spec,
+                   dict(trial.info if info is None else info))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "fidelity": self.fidelity, "score": self.score,
+                "spec": self.spec.to_dict(), "info": dict(self.info)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Result":
+        return cls(int(data["id"]), str(data["fidelity"]), float(data["score"]),
+                   spec_from_dict(data["spec"]), dict(data.get("info") or {}))

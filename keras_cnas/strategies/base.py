@@ -1,0 +1,168 @@
+"""The ask/tell strategy interface and the constraint filter every strategy uses.
+
+A strategy never trains anything: it proposes candidates (``ask``) and learns from
+finished trials (``tell``). Its whole state, RNG included, is a JSON-compatible dict
+(``state_dict``), snapshotted by the engine after every ask and tell so a killed search
+resumes exactly. Pure Python + NumPy.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+
+from keras_cnas.costs import Constraints, CostReport
+from keras_cnas.errors import InfeasibleConstraintsError
+from keras_cnas.registry import Registry
+from keras_cnas.spaces.base import Space, Spec
+from keras_cnas.trial import Candidate, Trial
+
+#: Strategies by name (``--strategy``); register new ones here.
+STRATEGIES: Registry[type["Strategy"]] = Registry("strategy")
+
+
+@dataclasses.dataclass
+class SearchContext:
+    """What the engine hands a strategy: the space, the hard bounds and a cost function.
+
+    Attributes:
+        space: the search space.
+        constraints: hard upper bounds; analytic ones are checked before a candidate is
+            asked for, measured ones by the engine on the trained artifact.
+        estimate: analytic costs of a spec (``keras_cnas.costs.estimate`` by default).
+    """
+
+    space: Space
+    constraints: Constraints
+    estimate: Callable[[Spec], CostReport]
+
+
+class Strategy(abc.ABC):
+    """Base class of every search strategy.
+
+    Subclasses implement ``ask`` / ``tell``, ``get_config`` and ``_state`` /
+    ``_load_state``; they call :meth:`feasible` or :meth:`sample_feasible` so that
+    infeasible proposals are counted and a hopeless search stops with
+    :class:`InfeasibleConstraintsError` instead of looping forever.
+
+    Args:
+        max_rejections: infeasible proposals in a row after which the search stops.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, *, max_rejections: int = 2000):
+        if isinstance(max_rejections, bool) or not isinstance(max_rejections, int) or max_rejections < 1:
+            raise ValueError(f"max_rejections: expected a positive integer, got {max_rejections!r}")
+        self.max_rejections = max_rejections
+        self._context: SearchContext | None = None
+        self.rng = np.random.default_rng(0)
+        self.rejections = 0  # infeasible proposals in total
+        self.consecutive_rejections = 0
+        self.cheapest: dict[str, float] = {}  # lowest value of each bounded cost seen
+
+    # --- engine-facing API ------------------------------------------------------------
+
+    def setup(self, context: SearchContext, seed: int = 0) -> None:
+        """Binds the strategy to a search; called once by the engine before any ask."""
+        self._context = context
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def context(self) -> SearchContext:
+        if self._context is None:
+            raise RuntimeError(f"{type(self).__name__}.setup(context) must be called before ask()")
+        return self._context
+
+    @abc.abstractmethod
+    def ask(self) -> Candidate | None:
+        """The next candidate, or None when the strategy has nothing more to propose."""
+
+    @abc.abstractmethod
+    def tell(self, trial: Trial) -> None:
+        """A finished trial (COMPLETED, FAILED or INFEASIBLE) of a candidate it asked for."""
+
+    @property
+    def planned_trials(self) -> int | None:
+        """How many trials the strategy's own phases plan (None: unbounded)."""
+        return None
+
+    @abc.abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-compatible constructor arguments."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: RNG state, counters, subclass state."""
+        return {"rng": self.rng.bit_generator.state, "rejections": self.rejections,
+                "consecutive_rejections": self.consecutive_rejections,
+                "cheapest": dict(self.cheapest), "strategy": self._state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]
+        self.rejections = int(state["rejections"])
+        self.consecutive_rejections = int(state["consecutive_rejections"])
+        self.cheapest = dict(state["cheapest"])
+        self._load_state(state["strategy"])
+
+    @abc.abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """The subclass's own JSON-compatible state."""
+
+    @abc.abstractmethod
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``_state``."""
+
+    # --- helpers for subclasses ------------------------------------------------------
+
+    def feasible(self, spec: Spec) -> bool:
+        """Checks the analytic constraints; counts rejections and stops a hopeless search.
+
+        Raises:
+            InfeasibleConstraintsError: after ``max_rejections`` infeasible proposals in a
+                row, naming each bound and the cheapest value seen for it.
+        """
+        constraints = self.context.constraints
+        if not constraints:
+            self.consecutive_rejections = 0
+            return True
+        costs = self.context.estimate(spec).as_dict()
+        for name in constraints.bounds:
+            if costs.get(name) is not None:
+                self.cheapest[name] = min(self.cheapest.get(name, float("inf")), costs[name])
+        if constraints.satisfied(costs):
+            self.consecutive_rejections = 0
+            return True
+        self.rejections += 1
+        self.consecutive_rejections += 1
+        if self.consecutive_rejections >= self.max_rejections:
+            raise InfeasibleConstraintsError(self.infeasible_message())
+        return False
+
+    def infeasible_message(self) -> str:
+        bounds = self.context.constraints.bounds
+        seen = ", ".join(
+            f"{name} {self.cheapest[name]:,.6g} vs max_{name}={bound:,.6g}"
+            + (f" ({self.cheapest[name] / bound:.3g}x)" if self.cheapest[name] > bound else "")
+            for name, bound in bounds.items() if name in self.cheapest)
+        broken = [f"max_{n}" for n, b in bounds.items() if self.cheapest.get(n, 0) > b]
+        fix = (f"raise {', '.join(broken)} to at least the cheapest value seen"
+               if broken else "the bounds are met one at a time but not together: relax one")
+        return (f"{self.max_rejections} proposals in a row broke the hard constraints "
+                f"{self.context.constraints}; the cheapest costs seen: {seen}. Fix: {fix}, "
+                "or shrink the search space (fewer or narrower layers)")
+
+    def sample_feasible(self) -> Spec:
+        """A random spec of the space that meets the analytic constraints (bounded tries)."""
+        for _ in range(self.max_rejections):
+            spec = self.context.space.sample(self.rng)
+            if self.feasible(spec):
+                return spec
+        raise InfeasibleConstraintsError(self.infeasible_message())  # pragma: no cover
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

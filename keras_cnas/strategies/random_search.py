@@ -1,0 +1,90 @@
+"""Constrained random search: Algorithm I of the MIT-LL Monte Carlo paper.
+
+Pure Python + NumPy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from keras_cnas.strategies._common import check_count, check_fidelity, sample_unseen
+from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
+from keras_cnas.trial import Candidate, Trial
+
+logger = logging.getLogger(__name__)
+
+
+@STRATEGIES.register("random")
+class RandomSearch(Strategy):
+    """Rejection sampling under the hard constraints (Algorithm I).
+
+    Each ask draws specs from the space until one meets the analytic constraints
+    (rejections are counted; too many in a row stop the search with
+    ``InfeasibleConstraintsError``) and has not been asked for before.
+
+    Args:
+        num_samples: how many candidates to propose (its ``planned_trials``).
+        fidelity: ``"full"`` (train to convergence) or ``"traction"`` (a few epochs).
+        max_rejections: infeasible samples in a row after which the search stops.
+
+    Example:
+        >>> from keras_cnas.costs import Constraints, estimate
+        >>> from keras_cnas.spaces import CategoricalSpace
+        >>> strategy = RandomSearch(num_samples=2)
+        >>> strategy.setup(SearchContext(CategoricalSpace([4, 4]), Constraints(), estimate))
+        >>> first, second = strategy.ask(), strategy.ask()
+        >>> first.phase, first.fidelity, first.spec != second.spec, strategy.ask()
+        ('random', 'full', True, None)
+    """
+
+    name = "random"
+
+    def __init__(self, num_samples: int = 50, *, fidelity: str = "full",
+                 max_rejections: int = 2000):
+        super().__init__(max_rejections=max_rejections)
+        self.num_samples = check_count("num_samples", num_samples, 1)
+        self.fidelity = check_fidelity("fidelity", fidelity)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.asked = 0
+        self._seen: list[str] = []  # spec keys asked for, in order
+        self._seen_set: set[str] = set()
+
+    def setup(self, context: SearchContext, seed: int = 0) -> None:
+        super().setup(context, seed)
+        self._reset()
+
+    @property
+    def planned_trials(self) -> int:
+        return self.num_samples
+
+    def ask(self) -> Candidate | None:
+        if self.asked >= self.num_samples:
+            return None
+        spec = sample_unseen(self, self._seen_set)
+        if spec is None:
+            logger.info("random search: every recent sample was already asked for; the "
+                        "feasible part of the space looks exhausted after %d candidates", self.asked)
+            return None
+        self.asked += 1
+        self._seen.append(spec.key())
+        self._seen_set.add(spec.key())
+        return Candidate(spec, self.fidelity, "random")
+
+    def tell(self, trial: Trial) -> None:
+        # Samples are independent of results: nothing to learn.
+        del trial
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_samples": self.num_samples, "fidelity": self.fidelity,
+                "max_rejections": self.max_rejections}
+
+    def _state(self) -> dict[str, Any]:
+        return {"asked": self.asked, "seen": list(self._seen)}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        self.asked = int(state["asked"])
+        self._seen = [str(k) for k in state["seen"]]
+        self._seen_set = set(self._seen)

@@ -1,0 +1,458 @@
+"""``KerasEvaluator``: builds a candidate, trains it with ``model.fit`` and scores it.
+
+The score is the MIT-LL objective (§3.1) ``J = validation loss + beta * R(A)``, minimised,
+where ``R`` measures the architecture's size (:data:`REGULARIZERS`). A candidate at
+``"traction"`` fidelity trains for a few epochs (or steps) and reports that early score
+(§3.4); at ``"full"`` fidelity it trains until the validation loss stops improving
+(``EarlyStopping``, best weights restored) or ``full_epochs`` is reached.
+
+A trial that cannot be built, diverges (NaN loss), runs out of time or raises in training is
+returned as FAILED with the reason; ``evaluate`` never raises for a bad architecture.
+
+This module imports TensorFlow only when it trains, so that ``import keras_cnas.training``
+registers the ``"keras"`` evaluator (for rebuilding it in a worker from JSON) without
+loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from keras_cnas.data import Dataset
+from keras_cnas.errors import DataError
+from keras_cnas.registry import Registry
+from keras_cnas.spaces.base import Spec
+from keras_cnas.training.base import EVALUATORS, Evaluator
+from keras_cnas.training.datasource import DataSource, cache_file_name, remember, save_npz
+from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
+
+if TYPE_CHECKING:
+    from keras_cnas._keras import keras
+
+__all__ = ["KerasEvaluator", "REGULARIZERS"]
+
+logger = logging.getLogger(__name__)
+
+#: R(A) of the objective J = val_loss + beta * R(A), by name: (spec, built model) -> R.
+REGULARIZERS: Registry[Callable[[Spec, "keras.Model"], float]] = Registry("regularizer")
+
+
+@REGULARIZERS.register("params_k")
+def params_k(spec: Spec, model: "keras.Model") -> float:
+    """Parameters in thousands: beta = 5e-5 adds 0.13 for a 2.6 M-parameter model."""
+    return model.count_params() / 1e3
+
+
+@REGULARIZERS.register("madds_m")
+def madds_m(spec: Spec, model: "keras.Model") -> float:
+    """Multiply-accumulates of one inference, in millions (the analytic estimate)."""
+    from keras_cnas.costs import estimate
+
+    madds = estimate(spec).madds
+    if madds is None:
+        raise ValueError(f"regularizer 'madds_m': no MAdds estimate for {type(spec).__name__}; "
+                         "use regularizer='params_k'")
+    return madds / 1e6
+
+
+@REGULARIZERS.register("none")
+def no_regularizer(spec: Spec, model: "keras.Model") -> float:
+    """R = 0: the objective is the validation loss alone."""
+    return 0.0
+
+
+# The data entry of the config of an evaluator built on an in-memory dataset.
+IN_MEMORY = "in_memory"
+
+# Longest error text kept in a trial record: TensorFlow errors can run to pages.
+MAX_ERROR_CHARS = 1000
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer{' or None' if allow_none else ''}"
+                         f", got {value!r}")
+
+
+def _number(name: str, value: Any, *, positive: bool, example: str) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0))
+    if not ok:
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name}: expected {kind} number such as {example}, got {value!r}")
+
+
+def _error_text(prefix: str, error: BaseException) -> str:
+    """One line: TensorFlow's errors carry the Python stack of the failing op ("File ..."
+    lines), which would bury the message (e.g. "Received a label value of 12 ...")."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and not line.lstrip().startswith("File ")]
+    text = f"{prefix}: {type(error).__name__}: {' '.join(lines)}".strip()
+    if len(text) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2 - 3
+        text = f"{text[:half]} ... {text[-half:]}"
+    return text
+
+
+@EVALUATORS.register("keras")
+class KerasEvaluator(Evaluator):
+    """Trains candidates with Keras and scores them by J = val_loss + beta * R(A) (minimised).
+
+    Args:
+        data: the data: a :class:`~keras_cnas.data.Dataset` in memory (kept for use in this
+            process; call :meth:`portable` before handing the evaluator to workers), a
+            :class:`~keras_cnas.training.datasource.DataSource`, or its config dict (e.g.
+            ``{"name": "digits"}``). A source is loaded lazily, once per process.
+        learning_rate: Adam's step size (MIT-LL: 5e-4).
+        batch_size: mini-batch size (MIT-LL: 128).
+        augment: apply the dataset's training augmentation (flip / pad-and-crop / jitter).
+        traction_epochs: epochs of a ``"traction"`` candidate (§3.4); None for no epoch
+            limit (then ``traction_steps`` must be set).
+        traction_steps: training steps of a ``"traction"`` candidate, if set; with both, the
+            first limit reached stops training.
+        full_epochs: most epochs of a ``"full"`` candidate.
+        patience: epochs without a lower validation loss after which a ``"full"`` run stops
+            (Keras ``EarlyStopping``; the best epoch's weights and metrics are kept).
+        beta: weight of R(A) in J (MIT-LL: 5e-5).
+        regularizer: R(A), which the paper leaves unit-free: ``"params_k"`` (parameters in
+            thousands, the default: beta * R = 0.13 for 2.6 M parameters), ``"madds_m"``
+            (multiply-accumulates in millions) or ``"none"`` (J = validation loss).
+        time_limit_seconds: wall-clock budget of one training run; a run that exceeds it is
+            FAILED with reason ``"time limit ..."`` (its partial score is not comparable with
+            fully trained ones, so it is not ranked). None: no limit.
+        save_models: when ``evaluate`` gets a ``workdir``, save each COMPLETED trial's model
+            there (``model.keras``, ``spec.json``, ``metrics.json``), e.g. for an
+            :class:`~keras_cnas.training.ensemble.Ensemble` of the best N.
+        verbose: Keras verbosity.
+
+    Metrics of a COMPLETED trial: ``objective``, ``val_loss``, ``val_accuracy``,
+    ``train_loss``, ``train_accuracy`` (of the best epoch at full fidelity, the last one at
+    traction), ``epochs`` (run), ``best_epoch`` (1-based; the epoch count :meth:`finalize`
+    should retrain for), ``regularizer`` (R) and ``params``; costs: ``train_seconds``.
+
+    Example:
+        >>> import keras_cnas as cnas
+        >>> from keras_cnas.trial import Candidate
+        >>> evaluator = KerasEvaluator({"name": "digits"}, traction_epochs=1)
+        >>> spec = cnas.spaces.Descriptor((8, 8, 1), 10, [cnas.spaces.ConvLayer(8)])
+        >>> result = evaluator.evaluate(Candidate(spec, "traction"), seed=1)
+        >>> result.status.value, result.metrics["epochs"]
+        ('COMPLETED', 1)
+        >>> Evaluator.from_json_config(evaluator.to_json_config()).get_config() == \\
+        ...     evaluator.get_config()
+        True
+    """
+
+    name = "keras"
+    objective = "objective"
+    direction = "min"
+    reported_costs = ("train_seconds",)
+
+    def __init__(self, data: Dataset | DataSource | Mapping[str, Any], *,
+                 learning_rate: float = 5e-4, batch_size: int = 128, augment: bool = True,
+                 traction_epochs: int | None = 3, traction_steps: int | None = None,
+                 full_epochs: int = 30, patience: int = 5, beta: float = 5e-5,
+                 regularizer: str = "params_k", time_limit_seconds: float | None = None,
+                 save_models: bool = False, verbose: int = 0):
+        if isinstance(data, Dataset):
+            self._source: DataSource | None = None
+            self._dataset: Dataset | None = data
+        elif isinstance(data, DataSource):
+            self._source, self._dataset = data, None
+        elif isinstance(data, Mapping) and IN_MEMORY in data:
+            raise ValueError(
+                f"data: this config was made from an in-memory dataset ({data[IN_MEMORY]}), "
+                "which a JSON config cannot carry; build the evaluator from "
+                "evaluator.portable(cache_dir).get_config() instead (it writes the data to an "
+                ".npz cache that the config names)")
+        elif isinstance(data, Mapping):
+            self._source, self._dataset = DataSource.from_config(data), None
+        else:
+            raise ValueError(
+                f"data: expected a keras_cnas.data.Dataset, a DataSource or its config dict "
+                f"(e.g. {{'name': 'digits'}}), got {type(data).__name__}")
+        _number("learning_rate", learning_rate, positive=True, example="5e-4")
+        _positive_int("batch_size", batch_size)
+        if not isinstance(augment, bool):
+            raise ValueError(f"augment: expected True or False, got {augment!r}")
+        _positive_int("traction_epochs", traction_epochs, allow_none=True)
+        _positive_int("traction_steps", traction_steps, allow_none=True)
+        if traction_epochs is None and traction_steps is None:
+            raise ValueError("traction_epochs / traction_steps: both are None; set at least one "
+                             "(e.g. traction_epochs=3)")
+        _positive_int("full_epochs", full_epochs)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience: expected a non-negative integer, got {patience!r}")
+        _number("beta", beta, positive=False, example="5e-5")
+        REGULARIZERS.get(regularizer)  # KeyError listing the known names.
+        if time_limit_seconds is not None:
+            _number("time_limit_seconds", time_limit_seconds, positive=True, example="600")
+        if not isinstance(save_models, bool):
+            raise ValueError(f"save_models: expected True or False, got {save_models!r}")
+        self.learning_rate = float(learning_rate)
+        self.batch_size = batch_size
+        self.augment = augment
+        self.traction_epochs = traction_epochs
+        self.traction_steps = traction_steps
+        self.full_epochs = full_epochs
+        self.patience = patience
+        self.beta = float(beta)
+        self.regularizer = regularizer
+        self.time_limit_seconds = None if time_limit_seconds is None else float(time_limit_seconds)
+        self.save_models = save_models
+        self.verbose = int(verbose)
+
+    # --- data ----------------------------------------------------------------------------
+
+    @property
+    def data_source(self) -> DataSource | None:
+        """Where workers load the data from; None for an in-memory dataset."""
+        return self._source
+
+    @property
+    def is_portable(self) -> bool:
+        """Whether :meth:`get_config` can carry the data to another process."""
+        return self._source is not None
+
+    @property
+    def dataset(self) -> Dataset:
+        """The data, loaded on first use (once per process for a source)."""
+        if self._dataset is None:
+            assert self._source is not None
+            self._dataset = self._source.load()
+        return self._dataset
+
+    def portable(self, cache_dir: str | os.PathLike[str], *,
+                 cache_registered: bool = True) -> "KerasEvaluator":
+        """An equivalent evaluator whose config a worker process can rebuild.
+
+        An in-memory dataset is written to ``cache_dir/<name>-<fingerprint>.npz`` (skipped if
+        that file exists: a resumed search reuses it). A registered dataset is cached the
+        same way unless ``cache_registered=False``, so that N workers read one ``.npz``
+        instead of decoding the source N times (CIFAR-10's JPEGs).
+
+        Example:
+            >>> import tempfile, keras_cnas as cnas
+            >>> evaluator = KerasEvaluator(cnas.data.load("digits"))
+            >>> evaluator.is_portable
+            False
+            >>> evaluator.portable(tempfile.mkdtemp()).is_portable
+            True
+        """
+        if self._source is not None and (self._source.npz_path is not None or not cache_registered):
+            return KerasEvaluator(self._source, **self._hyperparameters())
+        data = self.dataset
+        path = pathlib.Path(cache_dir) / cache_file_name(data)
+        if not path.is_file():
+            save_npz(data, path)
+        source = DataSource.npz(path)
+        remember(source, data)  # this process already holds the data: do not read it back.
+        evaluator = KerasEvaluator(source, **self._hyperparameters())
+        evaluator._dataset = data
+        return evaluator
+
+    # --- configuration -------------------------------------------------------------------
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "batch_size": self.batch_size,
+                "augment": self.augment, "traction_epochs": self.traction_epochs,
+                "traction_steps": self.traction_steps, "full_epochs": self.full_epochs,
+                "patience": self.patience, "beta": self.beta, "regularizer": self.regularizer,
+                "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
+                "verbose": self.verbose}
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-compatible constructor arguments.
+
+        For an in-memory dataset (see :attr:`is_portable`) the config records what the data
+        was (``{"in_memory": "Dataset(name='digits', ...)"}``) so that it can still be
+        logged, but rebuilding from it raises an error saying to use :meth:`portable`.
+        """
+        data = ({IN_MEMORY: repr(self._dataset)} if self._source is None
+                else self._source.to_config())
+        return {"data": data, **self._hyperparameters()}
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, candidate: Candidate, *, seed: int = 0,
+                 workdir: pathlib.Path | None = None) -> EvaluationResult:
+        """Trains ``candidate`` at its fidelity and returns J and the training metrics.
+
+        Raises:
+            DataError: the data cannot be loaded or has no validation split: a problem of
+                the search's set-up, not of this architecture, so it stops the search.
+        """
+        data = self.dataset
+        if len(data.y_val) == 0:
+            raise DataError(
+                f"data: {data.name!r} has no validation split, but the objective is the "
+                "validation loss; load it with validation_split > 0 (e.g. 0.1)")
+        from keras_cnas._keras import keras  # lazy: see the module docstring.
+        from keras_cnas.training.callbacks import NanGuard, TractionCallback, TrialTimeLimit
+
+        spec = candidate.spec
+        try:
+            model = self._build(spec, data, seed)
+        except Exception as e:  # noqa: BLE001  any failure to build is this trial's outcome.
+            logger.info("trial %s failed to build: %s", spec.key(), e)
+            return EvaluationResult(status=TrialStatus.FAILED, error=_error_text("build failed", e))
+
+        guard = NanGuard()
+        callbacks: list[keras.callbacks.Callback] = [guard]
+        timer = None
+        if self.time_limit_seconds is not None:
+            timer = TrialTimeLimit(self.time_limit_seconds)
+            callbacks.append(timer)
+        early = None
+        if candidate.fidelity == "traction":
+            callbacks.append(TractionCallback(self.traction_epochs, self.traction_steps))
+            epochs = self.traction_epochs or math.ceil(
+                self.traction_steps / math.ceil(len(data.y_train) / self.batch_size))
+        else:
+            early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
+                                                  restore_best_weights=True)
+            callbacks.append(early)
+            epochs = self.full_epochs
+
+        started = time.perf_counter()
+        try:
+            history = self._fit(model, data, "train", epochs, seed, callbacks, validate=True)
+        except Exception as e:  # noqa: BLE001  OOM, shape errors...: fail the trial only.
+            logger.info("trial %s failed in training: %s", spec.key(), e)
+            return EvaluationResult(costs={"train_seconds": time.perf_counter() - started},
+                                    status=TrialStatus.FAILED,
+                                    error=_error_text("training failed", e))
+        costs = {"train_seconds": time.perf_counter() - started}
+
+        run = len(history.get("loss", []))
+        best = run - 1
+        if early is not None and early.best_epoch is not None and 0 <= early.best_epoch < run:
+            best = early.best_epoch
+        metrics: dict[str, float] = {"epochs": run, "best_epoch": best + 1,
+                                     "params": model.count_params()}
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            values = history.get(name, [])
+            if len(values) > best >= 0:
+                metrics[name if name.startswith("val_") else f"train_{name}"] = float(values[best])
+
+        reason = guard.reason or (timer.reason if timer is not None else None)
+        if reason is None and not math.isfinite(metrics.get("val_loss", math.nan)):
+            reason = "no finite val_loss was logged"
+        if reason is not None:
+            # Partial metrics are kept for diagnosis; no objective, so nothing ranks it.
+            return EvaluationResult(metrics, costs, TrialStatus.FAILED, reason)
+
+        try:
+            penalty = float(REGULARIZERS.get(self.regularizer)(spec, model))
+        except Exception as e:  # noqa: BLE001
+            return EvaluationResult(metrics, costs, TrialStatus.FAILED,
+                                    _error_text("regularizer failed", e))
+        metrics["regularizer"] = penalty
+        metrics["objective"] = metrics["val_loss"] + self.beta * penalty
+        if self.save_models and workdir is not None:
+            try:
+                _save(model, spec, {**metrics, **costs, "seed": seed,
+                                    "fidelity": candidate.fidelity}, pathlib.Path(workdir))
+            except OSError as e:  # a full disk loses the artifact, not the measured result.
+                logger.warning("trial %s: could not save the model to %s: %s", spec.key(),
+                               workdir, e)
+        return EvaluationResult(metrics, costs)
+
+    def finalize(self, candidate: Candidate, out_dir: pathlib.Path, *, seed: int = 0,
+                 epochs: int | None = None) -> dict[str, Any]:
+        """Retrains ``candidate`` on train + validation (MIT-LL §4.1), tests and saves it.
+
+        Writes ``out_dir/model.keras``, ``spec.json`` and ``metrics.json``.
+
+        Args:
+            candidate: the search's best candidate.
+            out_dir: where to save (created if needed).
+            seed: seeds initialisation, shuffling and augmentation.
+            epochs: epochs to train: pass the full-fidelity trial's ``best_epoch`` metric
+                (there is no validation split left to stop on); default ``full_epochs``.
+
+        Returns:
+            ``epochs``, ``train_loss``, ``train_accuracy``, ``train_seconds``, ``params``,
+            ``seed`` and, if the data has a test split, ``test_loss`` and ``test_accuracy``.
+
+        Raises:
+            RuntimeError: training diverged (NaN loss).
+            InvalidSpecError, ValueError: the spec cannot be built for this data.
+        """
+        epochs = self.full_epochs if epochs is None else epochs
+        _positive_int("epochs", epochs)
+        from keras_cnas.training.callbacks import NanGuard
+
+        data = self.dataset
+        spec = candidate.spec
+        model = self._build(spec, data, seed)
+        guard = NanGuard()
+        started = time.perf_counter()
+        history = self._fit(model, data, "train+validation", epochs, seed, [guard], validate=False)
+        if guard.reason is not None:
+            raise RuntimeError(f"finalize: retraining {spec.key()} on train+validation diverged: "
+                               f"{guard.reason}; try a lower learning_rate or another seed")
+        metrics: dict[str, Any] = {
+            "epochs": len(history["loss"]), "train_loss": float(history["loss"][-1]),
+            "train_accuracy": float(history["accuracy"][-1]),
+            "train_seconds": time.perf_counter() - started, "params": model.count_params(),
+            "seed": seed}
+        if len(data.y_test):
+            loss, accuracy = model.evaluate(
+                data.tf_dataset("test", batch_size=self.batch_size), verbose=0)
+            metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
+        _save(model, spec, metrics, pathlib.Path(out_dir))
+        return metrics
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _build(self, spec: Spec, data: Dataset, seed: int) -> "keras.Model":
+        from keras_cnas._keras import keras
+        from keras_cnas.builders import build_model
+
+        # A fresh graph per trial (Keras otherwise accumulates layer names and memory) and
+        # seeds set per trial, so a trial's result depends only on (spec, seed).
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        model = build_model(spec)
+        if tuple(model.input_shape[1:]) != tuple(data.input_shape):
+            raise ValueError(
+                f"spec: the model's input shape {tuple(model.input_shape[1:])} differs from the "
+                f"data's {data.input_shape}; build the space with input_shape={data.input_shape}")
+        if model.output_shape[-1] != data.num_classes:
+            raise ValueError(
+                f"spec: the model has {model.output_shape[-1]} outputs but the data has "
+                f"{data.num_classes} classes; build the space with num_classes={data.num_classes}")
+        return model
+
+    def _fit(self, model: "keras.Model", data: Dataset, split: str, epochs: int, seed: int,
+             callbacks: Sequence["keras.callbacks.Callback"], *,
+             validate: bool) -> dict[str, list[float]]:
+        from keras_cnas._keras import keras
+
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(
+            data.tf_dataset(split, batch_size=self.batch_size, augment=self.augment, seed=seed),
+            validation_data=(data.tf_dataset("validation", batch_size=self.batch_size)
+                             if validate else None),
+            epochs=epochs, callbacks=list(callbacks), verbose=self.verbose)
+        return history.history
+
+
+def _save(model: "keras.Model", spec: Spec, metrics: Mapping[str, Any], out_dir: pathlib.Path) -> None:
+    """``model.keras``, ``spec.json`` and ``metrics.json`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / "model.keras")
+    (out_dir / "spec.json").write_text(spec.to_json(indent=2) + "\n")
+    finite = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+              for k, v in metrics.items()}
+    (out_dir / "metrics.json").write_text(json.dumps(finite, indent=2, sort_keys=True) + "\n")

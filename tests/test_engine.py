@@ -1,0 +1,229 @@
+"""The search engine: constraints, persistence, resume, runners, finishing."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+import keras_cnas as cnas
+from keras_cnas.engine import InProcessRunner, ProcessPoolRunner, SearchDirError, TrialStore
+from keras_cnas.spaces import CategoricalSpace
+from keras_cnas.strategies import MonteCarlo, RandomSearch, RegularizedEvolution
+from keras_cnas.training.tabular import TabularEvaluator
+from keras_cnas.trial import TrialStatus
+
+SIZES = [4, 4, 4, 4]
+
+
+def _table():
+    """A separable toy benchmark: accuracy peaks at (3, 1, 2, 0); params grow with the sum."""
+    space = CategoricalSpace(SIZES)
+    table, costs = {}, {}
+    for d in np.ndindex(*SIZES):
+        key = space.from_decisions(list(d)).key()
+        table[key] = {"acc": 1.0 - 0.05 * sum(abs(a - b) for a, b in zip(d, (3, 1, 2, 0)))}
+        costs[key] = {"params": 1000 * (1 + sum(d)), "flops": 10.0 * (1 + d[0])}
+    return table, costs
+
+
+TABLE, COSTS = _table()
+
+
+def _problem():
+    return CategoricalSpace(SIZES, costs=COSTS), TabularEvaluator(TABLE, metric="acc")
+
+
+def test_every_completed_trial_meets_the_hard_constraints(tmp_path):
+    space, evaluator = _problem()
+    budget = cnas.Constraints(max_params=6000)
+    result = cnas.search(space, budget, strategy=RandomSearch(num_samples=40), evaluator=evaluator,
+                         search_dir=tmp_path, verbose=False)
+    assert len(result.trials) == 40
+    assert all(t.status == TrialStatus.COMPLETED for t in result.trials)
+    assert all(t.costs["params"] <= 6000 for t in result.trials)
+    assert result.best.costs["params"] <= 6000 and result.best.metrics["acc"] == max(
+        t.metrics["acc"] for t in result.trials)
+
+
+def test_summary_json_has_best_pareto_front_counts_and_config(tmp_path):
+    space, evaluator = _problem()
+    cnas.search(space, cnas.Constraints(max_params=9000), strategy=RandomSearch(num_samples=30),
+                evaluator=evaluator, search_dir=tmp_path, verbose=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["num_trials"] == 30 and summary["status_counts"] == {"COMPLETED": 30}
+    assert summary["best"]["metrics"]["acc"] == max(
+        t.metrics["acc"] for t in TrialStore(tmp_path / "trials.db").trials())
+    front = summary["pareto_front"]["params"]
+    assert [p["params"] for p in front] == sorted(p["params"] for p in front)
+    assert [p["accuracy"] for p in front] == sorted(p["accuracy"] for p in front)
+    assert summary["config"]["constraints"] == {"max_params": 9000}
+    assert summary["config"]["strategy"]["name"] == "random"
+    assert json.loads((tmp_path / "best" / "spec.json").read_text())["space"] == "categorical"
+
+
+def test_max_trials_counts_evaluated_trials_and_defaults_to_the_strategys_phases(tmp_path):
+    space, evaluator = _problem()
+    result = cnas.search(space, strategy=MonteCarlo(num_random=5, num_adaptive=5, num_full=2),
+                         evaluator=evaluator, search_dir=tmp_path / "a", verbose=False)
+    assert len(result.trials) == 12
+    result = cnas.search(space, strategy=MonteCarlo(num_random=5, num_adaptive=5, num_full=2),
+                         evaluator=evaluator, max_trials=7, search_dir=tmp_path / "b", verbose=False)
+    assert len(result.trials) == 7
+
+
+def test_montecarlo_finds_the_known_optimum_through_the_engine(tmp_path):
+    space, evaluator = _problem()
+    result = cnas.search(space, strategy=MonteCarlo(num_random=10, num_adaptive=40, num_full=0),
+                         evaluator=evaluator, search_dir=tmp_path, verbose=False)
+    assert result.best.spec.decisions == (3, 1, 2, 0)
+
+
+def test_resumed_search_equals_the_uninterrupted_one(tmp_path):
+    """Strategy state (RNG included) and trials persist, so stopping after 10 trials and
+    resuming to 25 gives exactly the trials of one 25-trial run."""
+    space, evaluator = _problem()
+    budget = cnas.Constraints(max_params=8000)
+    whole = cnas.search(space, budget, strategy=RegularizedEvolution(population_size=6, sample_size=3),
+                        evaluator=evaluator, max_trials=25, search_dir=tmp_path / "whole", verbose=False)
+    cnas.search(space, budget, strategy=RegularizedEvolution(population_size=6, sample_size=3),
+                evaluator=evaluator, max_trials=10, search_dir=tmp_path / "split", verbose=False)
+    resumed = cnas.search(space, budget, strategy=RegularizedEvolution(population_size=6, sample_size=3),
+                          evaluator=evaluator, max_trials=25, search_dir=tmp_path / "split",
+                          resume=True, verbose=False)
+    assert [t.spec for t in resumed.trials] == [t.spec for t in whole.trials]
+    assert [t.id for t in resumed.trials] == list(range(25))
+
+
+def test_a_search_dir_holding_a_search_is_refused_without_resume_or_overwrite(tmp_path):
+    space, evaluator = _problem()
+    run = lambda **kw: cnas.search(space, strategy=RandomSearch(num_samples=5), evaluator=evaluator,
+                                   search_dir=tmp_path, verbose=False, **kw)
+    run()
+    with pytest.raises(SearchDirError, match=r"already holds a search \(5 trials\); pass resume=True"):
+        run()
+    assert len(run(overwrite=True).trials) == 5
+    with pytest.raises(SearchDirError, match=r"holds a different search \(its strategy differ"):
+        cnas.search(space, strategy=RandomSearch(num_samples=9), evaluator=evaluator,
+                    search_dir=tmp_path, resume=True, verbose=False)
+
+
+def test_impossible_constraints_stop_with_the_cheapest_cost_seen(tmp_path):
+    space, evaluator = _problem()
+    with pytest.raises(cnas.InfeasibleConstraintsError,
+                       match=r"max_params.*cheapest costs seen: params 1,000 vs max_params=10"):
+        cnas.search(space, cnas.Constraints(max_params=10), strategy=RandomSearch(),
+                    evaluator=evaluator, search_dir=tmp_path, verbose=False)
+
+
+def test_a_bound_on_a_cost_nothing_reports_lists_the_available_ones(tmp_path):
+    space, evaluator = _problem()
+    with pytest.raises(cnas.UnknownCostError, match=r"max_latency_ms.*available: max_flops, max_params"):
+        cnas.search(space, cnas.Constraints(max_latency_ms=5), evaluator=evaluator,
+                    search_dir=tmp_path, verbose=False)
+
+
+def test_progress_lines_and_top_table_are_printed(tmp_path, capsys):
+    space, evaluator = _problem()
+    cnas.search(space, strategy=RandomSearch(num_samples=3), evaluator=evaluator, search_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "[1/3] trial 0 random/full: acc " in out and "ETA" in out
+    assert "rank    id phase" in out and "best: trial" in out
+
+
+# --- with real training on digits -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return cnas.data.load("digits")
+
+
+def _small_descriptor_space(digits):
+    return cnas.spaces.DescriptorSpace(digits.input_shape, digits.num_classes, max_conv_layers=2,
+                                       max_filters=8, max_fc_layers=1, max_hidden=16)
+
+
+def test_measured_cost_over_its_bound_makes_the_trial_infeasible(tmp_path, digits):
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, full_epochs=1)
+    result = cnas.search(_small_descriptor_space(digits), cnas.Constraints(max_train_seconds=1e-3),
+                         strategy=RandomSearch(num_samples=2), evaluator=evaluator,
+                         search_dir=tmp_path, verbose=False)
+    assert [t.status for t in result.trials] == [TrialStatus.INFEASIBLE] * 2
+    assert all(t.error.startswith("measured: train_seconds = ") for t in result.trials)
+    assert result.best is None
+
+
+def test_a_trial_whose_loss_goes_nan_fails_and_the_search_completes(tmp_path, digits):
+    # A learning rate of 1e30 makes every run diverge to a NaN loss within a few steps.
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=2, full_epochs=2,
+                                             learning_rate=1e30)
+    result = cnas.search(_small_descriptor_space(digits), strategy=RandomSearch(num_samples=2),
+                         evaluator=evaluator, search_dir=tmp_path, verbose=False)
+    assert [t.status for t in result.trials] == [TrialStatus.FAILED] * 2
+    assert all("nan" in t.error or "non-finite" in t.error for t in result.trials)
+    assert json.loads((tmp_path / "summary.json").read_text())["status_counts"] == {"FAILED": 2}
+
+
+def test_best_model_is_retrained_on_train_plus_validation_and_saved(tmp_path, digits):
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, full_epochs=3, batch_size=32)
+    result = cnas.search(_small_descriptor_space(digits), strategy=RandomSearch(num_samples=2),
+                         evaluator=evaluator, search_dir=tmp_path, verbose=False)
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) >= ["costs.json", "metrics.json",
+                                                                     "model.keras", "spec.json"]
+    model = result.best_model()
+    assert model.count_params() == result.best.costs["params"]
+    assert 0.0 <= result.best_metrics["test_accuracy"] <= 1.0
+
+
+def test_process_pool_runs_trials_in_worker_processes(tmp_path, digits):
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, full_epochs=1)
+    result = cnas.search(_small_descriptor_space(digits), strategy=RandomSearch(num_samples=4),
+                         evaluator=evaluator, runner=ProcessPoolRunner(workers=2),
+                         search_dir=tmp_path, finalize=False, verbose=False)
+    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * 4
+    for t in result.trials:  # each trial ran in its own worker, which left its log and result
+        assert (tmp_path / "trials" / f"{t.id:05d}" / "result.json").is_file()
+    assert (tmp_path / "cache").is_dir()  # the in-memory dataset reached the workers as .npz
+
+
+def test_a_worker_killed_mid_trial_is_requeued_once(tmp_path, digits):
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=3, full_epochs=3)
+    runner = ProcessPoolRunner(workers=1, poll_seconds=0.05)
+    killed = []
+
+    def kill_first_worker():
+        import os
+        import signal
+        import time
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            for trial_id, pid in runner.pids().items():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(trial_id)
+                break
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_first_worker, daemon=True)
+    thread.start()
+    result = cnas.search(_small_descriptor_space(digits), strategy=RandomSearch(num_samples=2),
+                         evaluator=evaluator, runner=runner, search_dir=tmp_path, finalize=False,
+                         verbose=False)
+    thread.join(timeout=5)
+    assert killed == [0]
+    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * 2
+    assert result.trials[0].attempts == 1 and result.trials[1].attempts == 0
+
+
+def test_in_process_runner_is_deterministic_for_a_seed(tmp_path, digits):
+    def run(path):
+        evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, full_epochs=1)
+        return cnas.search(_small_descriptor_space(digits), strategy=RandomSearch(num_samples=2),
+                           evaluator=evaluator, runner=InProcessRunner(), search_dir=path,
+                           finalize=False, seed=3, verbose=False)
+
+    a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    assert [t.spec for t in a.trials] == [t.spec for t in b.trials]
+    assert [t.metrics["val_loss"] for t in a.trials] == pytest.approx(
+        [t.metrics["val_loss"] for t in b.trials], rel=1e-5)

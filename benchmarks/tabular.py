@@ -11,13 +11,14 @@ table, so that 10 %, 25 % and 50 % of the architectures are feasible.
 Usage:
   python benchmarks/tabular.py --data_dir=../shared/data [--seeds=20] [--queries=50,100,200]
       [--problems=nas-bench-macro,channel-bench-macro-mobilenet,channel-bench-macro-resnet]
-      [--strategies=random,evolution,montecarlo] [--workers=2]
+      [--strategies=random,evolution,montecarlo,rcas] [--workers=2]
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import math
 import pathlib
 import sys
@@ -32,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import keras_cnas as cnas  # noqa: E402
-from keras_cnas.strategies import MonteCarlo, RandomSearch, RegularizedEvolution, Strategy  # noqa: E402
+from keras_cnas.strategies import RCAS, MonteCarlo, RandomSearch, RegularizedEvolution, Strategy  # noqa: E402
 from keras_cnas.training.tabular import TABULAR_BENCHMARKS, tabular_problem  # noqa: E402
 
 #: name -> strategy for a budget of N queries. A new strategy gets a line here.
@@ -42,6 +43,8 @@ STRATEGY_FACTORIES: dict[str, Callable[[int], Strategy]] = {
                                                 num_trials=n),
     # One fidelity in a table: a quarter random samples, the rest coordinate descent.
     "montecarlo": lambda n: MonteCarlo(num_random=n // 4, num_adaptive=n - n // 4, num_full=0),
+    # RCAS runs its three cost rules to completion (or until N evaluations).
+    "rcas": lambda n: RCAS(),
 }
 BUDGETS = {"nas-bench-macro": ("params", "flops"),
            "channel-bench-macro-mobilenet": ("params",),
@@ -75,6 +78,7 @@ def budgets(problem: str, data_dir: str) -> list[tuple[str, float, float, str]]:
 def run_one(job: tuple) -> tuple:
     """One search; returns (job, best accuracy found or None, trials, seconds)."""
     problem, data_dir, cost, bound, strategy, n, seed = job
+    logging.getLogger("keras_cnas").setLevel(logging.WARNING)  # no per-trial lines
     space, evaluator = tabular_problem(problem, data_dir)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as search_dir:
@@ -127,7 +131,10 @@ def main(argv):
                     regrets = [best - (r[0] if r[0] is not None else 0.0) for r in results]
                     mean, half = mean_ci(regrets)
                     misses = sum(r[0] is None for r in results)
-                    cells.append(f"{mean:.2f} ± {half:.2f}" + (f" ({misses} found none)" if misses else ""))
+                    evaluations = float(np.mean([r[1] for r in results]))
+                    cells.append(f"{mean:.2f} ± {half:.2f}"
+                                 + (f" [{evaluations:.0f} evals]" if evaluations < n else "")
+                                 + (f" ({misses} found none)" if misses else ""))
                     figures.append({"table": problem, "cost": cost, "quantile": q, "bound": bound,
                                     "best_feasible": best, "queries": n, "strategy": strategy,
                                     "mean_regret": mean, "ci95": half, "seeds": FLAGS.seeds,

@@ -227,3 +227,22 @@ def test_in_process_runner_is_deterministic_for_a_seed(tmp_path, digits):
     assert [t.spec for t in a.trials] == [t.spec for t in b.trials]
     assert [t.metrics["val_loss"] for t in a.trials] == pytest.approx(
         [t.metrics["val_loss"] for t in b.trials], rel=1e-5)
+
+
+def test_ensemble_of_the_best_trials_votes_on_the_test_split(tmp_path, digits):
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=2, full_epochs=2, batch_size=32,
+                                             save_models=True)
+    result = cnas.search(_small_descriptor_space(digits), strategy=RandomSearch(num_samples=3),
+                         evaluator=evaluator, search_dir=tmp_path, finalize=False, verbose=False)
+    ensemble = result.ensemble(2)
+    assert len(ensemble) == 2
+    assert 0.0 <= ensemble.evaluate(digits.x_test, digits.y_test)["accuracy"] <= 1.0
+    assert ensemble.predict(digits.x_test[:5]).shape == (5,)
+
+
+def test_ensemble_without_saved_models_says_how_to_save_them(tmp_path):
+    space, evaluator = _problem()
+    result = cnas.search(space, strategy=RandomSearch(num_samples=2), evaluator=evaluator,
+                         search_dir=tmp_path, verbose=False)
+    with pytest.raises(FileNotFoundError, match="save_models=True"):
+        result.ensemble(2)

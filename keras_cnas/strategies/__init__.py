@@ -17,8 +17,9 @@ Example:
 
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.evolution import RegularizedEvolution
+from keras_cnas.strategies.lazy_greedy import RCAS, LazyGreedy
 from keras_cnas.strategies.montecarlo import MonteCarlo
 from keras_cnas.strategies.random_search import RandomSearch
 
-__all__ = ["STRATEGIES", "MonteCarlo", "RandomSearch", "RegularizedEvolution", "SearchContext",
+__all__ = ["RCAS", "STRATEGIES", "LazyGreedy", "MonteCarlo", "RandomSearch", "RegularizedEvolution", "SearchContext",
            "Strategy"]

@@ -79,11 +79,19 @@ class Strategy(abc.ABC):
 
     @abc.abstractmethod
     def ask(self) -> Candidate | None:
-        """The next candidate, or None when the strategy has nothing more to propose."""
+        """The next candidate, or None when there is nothing to propose now.
+
+        None while trials are still running means "ask again after the next tell" (a
+        sequential step); None with nothing running ends the search.
+        """
 
     @abc.abstractmethod
     def tell(self, trial: Trial) -> None:
         """A finished trial (COMPLETED, FAILED or INFEASIBLE) of a candidate it asked for."""
+
+    def report(self) -> dict[str, Any]:
+        """Strategy-specific results for ``summary.json`` (e.g. RCAS's search path)."""
+        return {}
 
     @property
     def planned_trials(self) -> int | None:

@@ -35,7 +35,8 @@ setup(
         "examples": ["scikit-learn"],
         "plot": ["matplotlib"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "test": ["pytest", "pytest-timeout", "scikit-learn"],
+        # The export tests measure TFLite Micro arenas with the real interpreter.
+        "test": ["pytest", "pytest-timeout", "scikit-learn", "tflite-micro==0.dev20261023182759"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",

@@ -36,6 +36,7 @@ _LAZY = {
     "build_model": "keras_cnas.builders",
     "builders": "keras_cnas.builders",
     "data": "keras_cnas.data",
+    "export": "keras_cnas.export",
 }
 
 
@@ -49,5 +50,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Constraints", "CostReport", "DataError", "InfeasibleConstraintsError", "InvalidSpecError",
     "KerasCnasError", "SearchResult", "UnknownCostError", "build_model", "builders", "costs", "data",
-    "engine", "estimate", "search", "spaces", "strategies", "training",
+    "engine", "estimate", "export", "search", "spaces", "strategies", "training",
 ]

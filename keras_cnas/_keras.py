@@ -27,4 +27,32 @@ class _DropRetracingWarnings:
 
 tf.get_logger().addFilter(_DropRetracingWarnings())
 
-__all__ = ["keras", "tf"]
+_tfmot = None
+
+
+def tfmot():
+    """``tensorflow_model_optimization``, imported on first call (it takes ~0.4 s and most
+    runs never prune or quantize).
+
+    Importing tfmot sets ``TF_USE_LEGACY_KERAS=1`` in ``os.environ`` (its Keras shim reads
+    it to pick Keras 2); by then our Keras is already ``tf_keras``, so the previous value is
+    restored to keep the flip out of this process's environment and its child processes.
+
+    Example:
+        >>> tfmot().sparsity.keras.strip_pruning  # doctest: +ELLIPSIS
+        <function strip_pruning at ...>
+    """
+    global _tfmot
+    if _tfmot is None:
+        previous = os.environ.get("TF_USE_LEGACY_KERAS")
+        import tensorflow_model_optimization as module
+
+        if previous is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = previous
+        _tfmot = module
+    return _tfmot
+
+
+__all__ = ["keras", "tf", "tfmot"]

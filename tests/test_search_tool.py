@@ -75,7 +75,7 @@ def test_impossible_constraints_exit_non_zero_within_60_seconds(tmp_path):
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
-    for flag, known in (("--strategy=annealing", "evolution|montecarlo|random"),
+    for flag, known in (("--strategy=annealing", "evolution|lazy_greedy|montecarlo|random|rcas"),
                         ("--space=cells", "descriptor|blockset"),
                         ("--dataset=imagenet", "cifar10|digits|mnist")):
         out = subprocess.run([sys.executable, "tools/search.py", flag, f"--search_dir={tmp_path}"],
@@ -108,3 +108,12 @@ def test_max_fraction_bounds_memory_and_flops_at_a_fraction_of_a_reference(tmp_p
                                    and c["flops"] <= bounds["max_flops"] for c in costs)
     bad = run("--max_fraction=0.5", f"--search_dir={tmp_path / 'x'}")
     assert bad.returncode != 0 and "--max_fraction needs --reference" in bad.stderr
+
+
+def test_ensemble_size_reports_the_majority_vote_test_accuracy(tmp_path):
+    out = run("--strategy=random", "--max_trials=3", "--ensemble_size=2", f"--search_dir={tmp_path}",
+              "--nofinalize")
+    assert out.returncode == 0, out.stderr[-2000:]
+    ensemble = json.loads((tmp_path / "ensemble.json").read_text())
+    assert ensemble["members"] == 2 and 0.0 <= ensemble["accuracy"] <= 1.0
+    assert "ensemble of the best 2 trials, majority vote: test accuracy" in out.stdout

@@ -73,6 +73,14 @@ IN_MEMORY = "in_memory"
 # Longest error text kept in a trial record: TensorFlow errors can run to pages.
 MAX_ERROR_CHARS = 1000
 
+#: Costs ``measure=`` can name, measured on each trained candidate's ``.tflite`` (same
+#: names as ``keras_cnas.export.MEASURED_COSTS``; this module must not import the export
+#: package, which sits above training): flatbuffer size, TFLite Micro arena (a subprocess
+#: run of the model) and median latency in LiteRT with XNNPACK, one thread.
+MEASURABLE_COSTS = ("tflite_bytes", "arena_bytes", "latency_ms")
+#: ``export_quantize=`` values (``keras_cnas.export.QUANTIZATIONS``).
+EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -131,12 +139,23 @@ class KerasEvaluator(Evaluator):
         save_models: when ``evaluate`` gets a ``workdir``, save each COMPLETED trial's model
             there (``model.keras``, ``spec.json``, ``metrics.json``), e.g. for an
             :class:`~keras_cnas.training.ensemble.Ensemble` of the best N.
+        measure: costs to measure on each trained candidate's TFLite artifact, from
+            :data:`MEASURABLE_COSTS`: ``"tflite_bytes"``, ``"arena_bytes"`` (TFLite Micro;
+            needs ``tflite-micro``), ``"latency_ms"`` (median, XNNPACK, one thread). They
+            join ``costs`` and :attr:`reported_costs`, so that ``Constraints`` may bound
+            them (``max_arena_bytes=...``): the engine marks a trial that breaks such a
+            bound INFEASIBLE with the measured figure. Default: measure nothing.
+        export_quantize: the quantization of the measured artifact (``"int8"``: what a
+            microcontroller runs; ``"arena_bytes"`` cannot be measured on ``"dynamic"`` or
+            ``"float16"``, which TFLite Micro cannot run).
+        latency_runs: timed invocations per ``latency_ms`` measurement.
         verbose: Keras verbosity.
 
     Metrics of a COMPLETED trial: ``objective``, ``val_loss``, ``val_accuracy``,
     ``train_loss``, ``train_accuracy`` (of the best epoch at full fidelity, the last one at
     traction), ``epochs`` (run), ``best_epoch`` (1-based; the epoch count :meth:`finalize`
-    should retrain for), ``regularizer`` (R) and ``params``; costs: ``train_seconds``.
+    should retrain for), ``regularizer`` (R) and ``params``; costs: ``train_seconds`` and
+    the ``measure``d ones. A candidate whose conversion or measurement fails is FAILED.
 
     Example:
         >>> import keras_cnas as cnas
@@ -161,7 +180,8 @@ class KerasEvaluator(Evaluator):
                  traction_epochs: int | None = 3, traction_steps: int | None = None,
                  full_epochs: int = 30, patience: int = 5, beta: float = 5e-5,
                  regularizer: str = "params_k", time_limit_seconds: float | None = None,
-                 save_models: bool = False, verbose: int = 0):
+                 save_models: bool = False, measure: Sequence[str] = (),
+                 export_quantize: str = "int8", latency_runs: int = 50, verbose: int = 0):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
             self._dataset: Dataset | None = data
@@ -197,6 +217,8 @@ class KerasEvaluator(Evaluator):
             _number("time_limit_seconds", time_limit_seconds, positive=True, example="600")
         if not isinstance(save_models, bool):
             raise ValueError(f"save_models: expected True or False, got {save_models!r}")
+        measure = _measured_costs(measure, export_quantize)
+        _positive_int("latency_runs", latency_runs)
         self.learning_rate = float(learning_rate)
         self.batch_size = batch_size
         self.augment = augment
@@ -208,6 +230,11 @@ class KerasEvaluator(Evaluator):
         self.regularizer = regularizer
         self.time_limit_seconds = None if time_limit_seconds is None else float(time_limit_seconds)
         self.save_models = save_models
+        self.measure = measure
+        self.export_quantize = export_quantize
+        self.latency_runs = latency_runs
+        # Instance attribute: the constraints may bound exactly the costs measured here.
+        self.reported_costs = ("train_seconds", *measure)
         self.verbose = int(verbose)
 
     # --- data ----------------------------------------------------------------------------
@@ -267,7 +294,8 @@ class KerasEvaluator(Evaluator):
                 "traction_steps": self.traction_steps, "full_epochs": self.full_epochs,
                 "patience": self.patience, "beta": self.beta, "regularizer": self.regularizer,
                 "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
-                "verbose": self.verbose}
+                "measure": list(self.measure), "export_quantize": self.export_quantize,
+                "latency_runs": self.latency_runs, "verbose": self.verbose}
 
     def get_config(self) -> dict[str, Any]:
         """JSON-compatible constructor arguments.
@@ -357,6 +385,13 @@ class KerasEvaluator(Evaluator):
                                     _error_text("regularizer failed", e))
         metrics["regularizer"] = penalty
         metrics["objective"] = metrics["val_loss"] + self.beta * penalty
+        if self.measure:
+            try:
+                costs.update(self._measure(model, data, seed))
+            except Exception as e:  # noqa: BLE001  an unconvertible model fails this trial.
+                logger.info("trial %s: TFLite measurement failed: %s", spec.key(), e)
+                return EvaluationResult(metrics, costs, TrialStatus.FAILED,
+                                        _error_text("TFLite measurement failed", e))
         if self.save_models and workdir is not None:
             try:
                 _save(model, spec, {**metrics, **costs, "seed": seed,
@@ -414,6 +449,17 @@ class KerasEvaluator(Evaluator):
 
     # --- helpers -------------------------------------------------------------------------
 
+    def _measure(self, model: "keras.Model", data: Dataset, seed: int) -> dict[str, float]:
+        """Converts the trained model with ``export_quantize`` and measures ``measure``."""
+        # Lazy: export sits above training (it converts trained models); see MEASURABLE_COSTS.
+        from keras_cnas.export import measure_costs, to_tflite
+
+        flatbuffer = to_tflite(model, self.export_quantize,
+                               representative_data=data if self.export_quantize == "int8" else None,
+                               seed=seed)
+        return measure_costs(flatbuffer, self.measure, latency_runs=self.latency_runs,
+                             latency_warmup=min(5, self.latency_runs))
+
     def _build(self, spec: Spec, data: Dataset, seed: int) -> "keras.Model":
         from keras_cnas._keras import keras
         from keras_cnas.builders import build_model
@@ -446,6 +492,32 @@ class KerasEvaluator(Evaluator):
                              if validate else None),
             epochs=epochs, callbacks=list(callbacks), verbose=self.verbose)
         return history.history
+
+
+def _measured_costs(measure: Any, export_quantize: Any) -> tuple[str, ...]:
+    """``measure`` validated against :data:`MEASURABLE_COSTS` and ``export_quantize``."""
+    if isinstance(measure, str) or not isinstance(measure, Sequence):
+        raise ValueError(f"measure: expected a list of cost names such as ('arena_bytes',), got "
+                         f"{measure!r}")
+    unknown = [m for m in measure if m not in MEASURABLE_COSTS]
+    if unknown:
+        raise ValueError(f"measure: unknown cost(s) {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(MEASURABLE_COSTS)}")
+    if export_quantize not in EXPORT_QUANTIZATIONS:
+        raise ValueError(f"export_quantize: unknown quantization {export_quantize!r}; known: "
+                         f"{', '.join(EXPORT_QUANTIZATIONS)}")
+    if "arena_bytes" in measure:
+        if export_quantize in ("dynamic", "float16"):
+            raise ValueError(f"measure: 'arena_bytes' needs a model TensorFlow Lite Micro can run, "
+                             f"and it cannot run {export_quantize!r} ones (hybrid / float16 "
+                             "weights); use export_quantize='int8' (or 'none')")
+        import importlib.util
+
+        if importlib.util.find_spec("tflite_micro") is None:
+            raise ValueError("measure: 'arena_bytes' runs the model in TensorFlow Lite Micro, "
+                             "which is not installed; pip install 'keras_cnas[micro]' (the "
+                             "tflite-micro package)")
+    return tuple(dict.fromkeys(measure))  # unique, in the given order
 
 
 def _save(model: "keras.Model", spec: Spec, metrics: Mapping[str, Any], out_dir: pathlib.Path) -> None:

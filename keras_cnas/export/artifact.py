@@ -1,0 +1,338 @@
+"""Full export of a trained model: ``.tflite`` (+ C array), labels, measured costs, and the
+hard-bound re-check of the final artifact.
+
+The search checks measured bounds on each trial's own conversion; the finalized model is
+retrained, so its artifact is measured again here and an export that breaks a bound fails
+loudly, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+import zipfile
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from keras_cnas.costs import Constraints
+from keras_cnas.costs.constraints import Violation
+from keras_cnas.data import Dataset
+from keras_cnas.errors import KerasCnasError
+from keras_cnas.export.convert import QUANTIZATIONS, to_tflite
+from keras_cnas.export.latency import measure_latency
+from keras_cnas.export.verify import verify
+
+if TYPE_CHECKING:
+    from keras_cnas._keras import keras
+
+__all__ = ["MEASURED_COSTS", "ExportConstraintError", "export_model", "load_saved_model",
+           "measure_costs"]
+
+logger = logging.getLogger(__name__)
+
+#: Costs measured on a ``.tflite`` artifact, which ``Constraints`` may bound:
+#: its size, the TFLite Micro arena it needs, and the median latency with XNNPACK.
+MEASURED_COSTS = ("tflite_bytes", "arena_bytes", "latency_ms")
+
+#: Quantizations TFLite Micro cannot run, and why: dynamic-range models mix float
+#: activations with int8 weights; float16 weights need a float16 DEQUANTIZE it lacks.
+MICRO_INCOMPATIBLE = {"dynamic": "hybrid (dynamic-range)",
+                      "float16": "float16-weight (its DEQUANTIZE takes int8/int16 only)"}
+
+MODEL_FILE = "model.keras"
+TFLITE_FILE = "model.tflite"
+LABELS_FILE = "labels.txt"
+C_ARRAY_NAME = "model_data"
+REPORT_FILE = "export.json"
+
+
+class ExportConstraintError(KerasCnasError, RuntimeError):
+    """The exported artifact breaks a hard bound; nothing was written.
+
+    Attributes:
+        violations: the broken bounds (cost, bound, measured value).
+        report: everything measured, as :func:`export_model` would have returned it.
+    """
+
+    def __init__(self, message: str, violations: Sequence[Violation], report: dict[str, Any]):
+        super().__init__(message)
+        self.violations = list(violations)
+        self.report = report
+
+
+def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
+    """The ``tf_keras`` model in ``path``: a ``.keras`` file or a directory holding
+    ``model.keras`` (e.g. a search's ``best/``). Models saved with tfmot pruning or QAT
+    wrappers load too.
+
+    Raises:
+        FileNotFoundError: no such file, or the directory has no ``model.keras``.
+    """
+    from keras_cnas._keras import keras
+
+    p = pathlib.Path(path)
+    file = p / MODEL_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"model: {p} is not a .keras file or a directory holding {MODEL_FILE}; pass a "
+            "search's best/ directory (written by finalize) or a saved .keras file")
+    if not _mentions_tfmot(file):
+        try:
+            return keras.models.load_model(file, compile=False)
+        except (ValueError, TypeError) as e:  # e.g. an .h5 file with tfmot wrappers
+            if not any(name in str(e) for name in _TFMOT_CLASSES):
+                raise
+    from keras_cnas._keras import tfmot  # the model holds tfmot wrappers
+
+    with tfmot().sparsity.keras.prune_scope(), tfmot().quantization.keras.quantize_scope():
+        return keras.models.load_model(file, compile=False)
+
+
+def measure_costs(tflite_bytes: bytes, costs: Sequence[str] = MEASURED_COSTS, *,
+                  num_threads: int = 1, latency_runs: int = 50,
+                  latency_warmup: int = 5) -> dict[str, float]:
+    """The named :data:`MEASURED_COSTS` of an artifact.
+
+    ``arena_bytes`` runs the model in TFLite Micro (a subprocess) and needs a float32 or
+    full-integer model (Micro cannot run dynamic-range or float16 ones); ``latency_ms`` is the median
+    with XNNPACK on, ``num_threads`` threads.
+
+    Example:
+        >>> from keras_cnas._keras import keras
+        >>> from keras_cnas.export import to_tflite
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> flatbuffer = to_tflite(model)
+        >>> measure_costs(flatbuffer, ["tflite_bytes"]) == {"tflite_bytes": len(flatbuffer)}
+        True
+    """
+    unknown = [c for c in costs if c not in MEASURED_COSTS]
+    if unknown or isinstance(costs, str):
+        raise ValueError(f"costs: unknown measured cost(s) {unknown or costs!r}; known: "
+                         f"{', '.join(MEASURED_COSTS)}")
+    measured: dict[str, float] = {}
+    if "tflite_bytes" in costs:
+        measured["tflite_bytes"] = len(tflite_bytes)
+    if "arena_bytes" in costs:
+        from keras_cnas.export.micro import check_micro_compatible, micro_arena_bytes
+
+        check_micro_compatible(tflite_bytes)
+        measured["arena_bytes"] = int(micro_arena_bytes(tflite_bytes))
+    if "latency_ms" in costs:
+        measured["latency_ms"] = measure_latency(tflite_bytes, num_threads, True, latency_runs,
+                                                 latency_warmup).median_ms
+    return measured
+
+
+def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | os.PathLike[str],
+                 quantize: str = "int8",
+                 data: Dataset | tuple[np.ndarray, np.ndarray] | None = None,
+                 micro: bool = False, constraints: Constraints | None = None,
+                 class_names: Sequence[str] | None = None, *, int8_io: bool = False,
+                 qat: bool = False, qat_epochs: int = 2,
+                 representative_data: Dataset | np.ndarray | None = None,
+                 num_threads: int = 1, latency_runs: int = 100, latency_warmup: int = 10,
+                 seed: int = 0) -> dict[str, Any]:
+    """Converts, verifies and measures a model, re-checks the hard bounds, then writes it.
+
+    Files in ``out_dir`` (created if needed): ``model.tflite``; ``labels.txt`` (one class
+    name per line, as Android's TFLite task libraries read it) when class names are known;
+    ``model_data.h`` / ``model_data.cc`` (the flatbuffer as a C array for TFLite Micro)
+    with ``micro=True``; ``export.json`` (the returned report).
+
+    Args:
+        model: a ``tf_keras`` model, a ``.keras`` file, or a directory holding
+            ``model.keras`` (a search's ``best/``; its ``spec.json``, if present, adds the
+            analytic costs to the re-check).
+        out_dir: where to write; may be the model's own directory.
+        quantize: ``"none"``, ``"float16"``, ``"dynamic"`` or ``"int8"``
+            (:func:`~keras_cnas.export.to_tflite`).
+        data: a :class:`~keras_cnas.data.Dataset` (training split calibrates int8 and QAT,
+            test split verifies) or ``(x, y)`` (both calibrates and verifies). None: no
+            verification, and ``"int8"`` then needs ``representative_data``.
+        micro: also write the C array and measure the TFLite Micro arena; refused for
+            ``"dynamic"`` and ``"float16"`` (Micro cannot run hybrid or float16 models).
+        constraints: hard bounds to re-check on the artifact (``max_tflite_bytes``,
+            ``max_arena_bytes``, ``max_latency_ms`` and, with a ``spec.json``, analytic
+            ones such as ``max_params``).
+        class_names: one name per class; default: ``data.class_names`` of a Dataset.
+        int8_io: int8 input and output (``"int8"`` only).
+        qat: quantization-aware fine-tuning for ``qat_epochs`` before converting.
+        qat_epochs: epochs of QAT.
+        representative_data: calibration inputs, if not ``data``.
+        num_threads: interpreter threads for verification and latency.
+        latency_runs, latency_warmup: timed / untimed invocations per latency mode.
+        seed: seeds calibration sampling and QAT.
+
+    Returns:
+        ``tflite_bytes``, ``arena_bytes`` (None unless measured: with ``micro``, ``"int8"``
+        or an arena bound), ``arena_bytes_estimate`` (offline replay of tensor lifetimes),
+        ``latency_ms`` (``{"xnnpack": median, "builtin": median}``), ``latency`` (full
+        statistics), ``keras_accuracy``, ``tflite_accuracy``, ``agreement``,
+        ``max_abs_diff``, ``num_examples`` (None without data), ``costs`` (what was
+        re-checked), ``constraints``, ``files`` and the settings.
+
+    Raises:
+        ExportConstraintError: the artifact breaks a bound (names the bound and the
+            measured figure); nothing is written.
+        MicroError: ``micro=True`` (or an arena bound) for a model TFLite Micro cannot run
+            (dynamic-range, float16).
+        ValueError: bad arguments (see :func:`~keras_cnas.export.to_tflite`).
+        FileNotFoundError: ``model`` names no saved model.
+
+    Example:
+        >>> import tempfile, keras_cnas as cnas
+        >>> from keras_cnas._keras import keras
+        >>> data = cnas.data.load("digits")
+        >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        ...                           keras.layers.Dense(10, activation="softmax")])
+        >>> report = export_model(model, tempfile.mkdtemp(), "float16", data, latency_runs=5)
+        >>> sorted(report["files"]), report["num_examples"]
+        (['labels', 'tflite'], 359)
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize: unknown quantization {quantize!r}; known: "
+                         f"{', '.join(QUANTIZATIONS)}")
+    if not isinstance(micro, bool):
+        raise ValueError(f"micro: expected True or False, got {micro!r}")
+    if constraints is None:
+        constraints = Constraints()
+    elif not isinstance(constraints, Constraints):
+        raise ValueError(f"constraints: expected a keras_cnas.Constraints, got "
+                         f"{type(constraints).__name__}")
+    want_arena = micro or quantize == "int8" or "arena_bytes" in constraints.bounds
+    if want_arena and quantize in MICRO_INCOMPATIBLE:
+        from keras_cnas.export.micro import MicroError
+
+        why = "micro=True" if micro else "the max_arena_bytes bound"
+        raise MicroError(
+            f"quantize={quantize!r} with {why}: TensorFlow Lite Micro cannot run "
+            f"{MICRO_INCOMPATIBLE[quantize]} models, so there is no arena to measure or C array "
+            "to ship; use quantize='int8' (full-integer, the usual microcontroller choice) or "
+            "'none' (float32)")
+    out = pathlib.Path(out_dir)
+    spec_costs: dict[str, float] = {}
+    if not hasattr(model, "predict"):
+        spec_costs = _spec_costs(pathlib.Path(model))
+        model = load_saved_model(model)
+    if class_names is None and isinstance(data, Dataset):
+        class_names = data.class_names
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if len(class_names) != model.output_shape[-1]:
+            raise ValueError(f"class_names: {len(class_names)} names for a model with "
+                             f"{model.output_shape[-1]} outputs")
+
+    from keras_cnas.export.convert import strip_wrappers
+
+    model = strip_wrappers(model)
+    tflite = to_tflite(model, quantize, representative_data if representative_data is not None
+                       else data, int8_io, qat=qat, qat_epochs=qat_epochs, seed=seed)
+    report: dict[str, Any] = {"quantize": quantize, "int8_io": int8_io, "qat": qat, "micro": micro,
+                              "tflite_bytes": len(tflite), "arena_bytes": None,
+                              "arena_bytes_estimate": None}
+    if want_arena:
+        from keras_cnas.export.micro import check_micro_compatible, micro_arena_bytes
+
+        check_micro_compatible(tflite)
+        report["arena_bytes"] = int(micro_arena_bytes(tflite))
+        report["arena_bytes_estimate"] = _arena_estimate(tflite)
+    latency = {mode: measure_latency(tflite, num_threads, mode == "xnnpack", latency_runs,
+                                     latency_warmup, seed=seed) for mode in ("xnnpack", "builtin")}
+    report["latency_ms"] = {mode: r.median_ms for mode, r in latency.items()}
+    report["latency"] = {mode: r.to_dict() for mode, r in latency.items()}
+    checked = verify(tflite, data, model, num_threads=num_threads) if data is not None else None
+    for key in ("keras_accuracy", "tflite_accuracy", "agreement", "max_abs_diff", "num_examples"):
+        report[key] = getattr(checked, key) if checked is not None else None
+
+    costs = {**spec_costs, "tflite_bytes": report["tflite_bytes"],
+             "latency_ms": report["latency_ms"]["xnnpack"]}
+    if report["arena_bytes"] is not None:
+        costs["arena_bytes"] = report["arena_bytes"]
+    report["costs"] = costs
+    report["constraints"] = constraints.to_dict()
+    violations = constraints.violations(costs)
+    if violations:
+        raise ExportConstraintError(
+            f"export: the {quantize} artifact breaks the hard constraints: "
+            f"{'; '.join(map(str, violations))} (latency_ms: median with XNNPACK, "
+            f"{num_threads} thread(s)); nothing was written to {out}. Relax the bound, try "
+            "another quantize (int8 is the smallest), or search with the bound so that every "
+            "trial is measured", violations, report)
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"tflite": out / TFLITE_FILE}
+    files["tflite"].write_bytes(tflite)
+    if class_names is not None:
+        files["labels"] = out / LABELS_FILE
+        files["labels"].write_text("".join(f"{name}\n" for name in class_names))
+    if micro:
+        from keras_cnas.export.c_array import to_c_array
+
+        header, source = to_c_array(tflite, name=C_ARRAY_NAME)
+        files["c_header"] = out / f"{C_ARRAY_NAME}.h"
+        files["c_source"] = out / f"{C_ARRAY_NAME}.cc"
+        files["c_header"].write_text(header)
+        files["c_source"].write_text(source)
+    report["files"] = {kind: str(path) for kind, path in files.items()}
+    report["out_dir"] = str(out)
+    (out / REPORT_FILE).write_text(json.dumps(_finite(report), indent=2, sort_keys=True) + "\n")
+    return report
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+# Class names of tfmot's wrappers, which loading needs tfmot's custom-object scopes for.
+_TFMOT_CLASSES = ("PruneLowMagnitude", "QuantizeWrapper", "QuantizeLayer")
+
+
+def _mentions_tfmot(file: pathlib.Path) -> bool:
+    """Whether a ``.keras`` archive's config names tfmot wrappers (loading such a file
+    without tfmot's scopes fails with a bare "'str' object is not callable")."""
+    if not zipfile.is_zipfile(file):
+        return False
+    with zipfile.ZipFile(file) as archive:
+        if "config.json" not in archive.namelist():
+            return False
+        config = archive.read("config.json").decode("utf-8", "replace")
+    return any(name in config for name in _TFMOT_CLASSES)
+
+
+def _spec_costs(path: pathlib.Path) -> dict[str, float]:
+    """Analytic costs of the ``spec.json`` beside a saved model, if there is one."""
+    spec_file = (path if path.is_dir() else path.parent) / "spec.json"
+    if not spec_file.is_file():
+        return {}
+    from keras_cnas.costs import estimate
+    from keras_cnas.spaces import spec_from_json
+
+    try:
+        report = estimate(spec_from_json(spec_file.read_text()))
+    except (ValueError, KeyError, TypeError) as e:  # an old or foreign spec: skip, say so.
+        logger.warning("export: %s: cannot estimate analytic costs (%s); re-checking measured "
+                       "costs only", spec_file, e)
+        return {}
+    return {k: v for k, v in report.as_dict().items() if v is not None}
+
+
+def _arena_estimate(tflite: bytes) -> int | None:
+    """The offline arena estimate, or None (logged) if it cannot replay this graph."""
+    from keras_cnas.export.arena import estimate_arena_bytes
+
+    try:
+        return int(estimate_arena_bytes(tflite))
+    except (ValueError, NotImplementedError, KeyError) as e:
+        logger.warning("export: offline arena estimate failed: %s", e)
+        return None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value

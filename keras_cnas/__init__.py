@@ -14,9 +14,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from keras_cnas._lazy import lazy_attributes
 from keras_cnas import costs, engine, spaces, strategies
 from keras_cnas.costs import Constraints, CostReport, estimate
 from keras_cnas.engine import SearchResult, search
@@ -40,11 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        return module if module.__name__.endswith("." + name) else getattr(module, name)
-    raise AttributeError(f"module 'keras_cnas' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

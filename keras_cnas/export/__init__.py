@@ -17,9 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from keras_cnas._lazy import lazy_attributes
 from keras_cnas.export.artifact import (
     MEASURED_COSTS,
     ExportConstraintError,
@@ -41,10 +39,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keras_cnas.export' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -7,9 +7,7 @@ TensorFlow on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from keras_cnas._lazy import lazy_attributes
 from keras_cnas.training.base import DIRECTIONS, EVALUATORS, Evaluator
 from keras_cnas.training.datasource import DataSource, load_npz, save_npz
 
@@ -34,10 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keras_cnas.training' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

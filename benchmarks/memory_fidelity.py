@@ -35,6 +35,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import keras_cnas as cnas  # noqa: E402
+from keras_cnas.builders.common import redraw_kernels  # noqa: E402
 from keras_cnas._keras import keras  # noqa: E402
 from keras_cnas.costs import estimate  # noqa: E402
 from keras_cnas.export.convert import to_tflite  # noqa: E402
@@ -80,19 +81,6 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _deterministic(model, rng: np.random.Generator):
-    """Kernels re-drawn from ``rng`` (He scale): reproducible without a global seed."""
-    weights = []
-    for w in model.weights:
-        value = w.numpy()
-        if "kernel" in w.name:
-            fan_in = int(np.prod(value.shape[:-1])) or 1
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), value.shape).astype(value.dtype)
-        weights.append(value)
-    model.set_weights(weights)
-    return model
-
-
 def measure_space(space, count: int, rng: np.random.Generator) -> tuple[list[dict], dict]:
     rows, skipped = [], {}
     attempts = 0
@@ -100,7 +88,7 @@ def measure_space(space, count: int, rng: np.random.Generator) -> tuple[list[dic
         attempts += 1
         spec = space.sample(rng)
         keras.backend.clear_session()
-        model = _deterministic(cnas.build_model(spec), rng)
+        model = redraw_kernels(cnas.build_model(spec), rng)
         x = rng.random((FLAGS.calibration_samples,) + tuple(spec.input_shape), dtype=np.float32)
         flatbuffer = to_tflite(model, "int8", representative_data=x)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from keras_cnas._keras import keras
 
 #: BatchNorm momentum of every built model. Keras' default 0.99 lets the moving statistics
@@ -13,3 +15,29 @@ BN_MOMENTUM = 0.9
 
 def batch_norm(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+
+
+def redraw_kernels(model: keras.Model, rng: np.random.Generator) -> keras.Model:
+    """Re-draws every kernel from ``rng`` (He-normal scale), leaving BatchNorm and biases.
+
+    Keras initialises from global state; this gives weights fixed by a passed-in generator,
+    so that int8 calibration (and hence quantization scales and arena sizes) is the same on
+    every run without seeding anything global.
+
+    Example:
+        >>> import keras_cnas as cnas
+        >>> spec = cnas.spaces.Descriptor((8, 8, 1), 3, [cnas.spaces.ConvLayer(4)])
+        >>> a = redraw_kernels(cnas.build_model(spec), np.random.default_rng(0))
+        >>> b = redraw_kernels(cnas.build_model(spec), np.random.default_rng(0))
+        >>> all((x == y).all() for x, y in zip(a.get_weights(), b.get_weights()))
+        True
+    """
+    weights = []
+    for w in model.weights:
+        value = w.numpy()
+        if "kernel" in w.name:
+            fan_in = int(np.prod(value.shape[:-1])) or 1
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), value.shape).astype(value.dtype)
+        weights.append(value)
+    model.set_weights(weights)
+    return model

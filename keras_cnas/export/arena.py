@@ -265,24 +265,19 @@ def _per_channel_arrays(p: _Prepare, channels: int, slack: int = 0) -> None:
     p.persist(4 * channels, "per-channel output shifts", slack)
 
 
-def _conv_prepare(p: _Prepare) -> None:
-    # ConvPrepare, then CalculateOpDataConv.
-    p.temp_output(0), p.temp_input(0), p.temp_input(1)
-    weights = p.input(1)
-    _per_channel_arrays(p, weights.shape[0])
-    for k in (0, 1, 2):
-        p.temp_input(k)
-    p.temp_output(0)
+def _conv_like_prepare(channel_axis: int) -> Callable[[_Prepare], None]:
+    """ConvPrepare / DepthwiseConvPrepare, then CalculateOpData{Conv,DepthwiseConv}: the
+    same allocations; the output channels sit on axis 0 of a conv's weights (OHWI) and on
+    axis 3 of a depthwise conv's (1HWO)."""
 
+    def prepare(p: _Prepare) -> None:
+        p.temp_output(0), p.temp_input(0), p.temp_input(1)
+        _per_channel_arrays(p, p.input(1).shape[channel_axis])
+        for k in (0, 1, 2):
+            p.temp_input(k)
+        p.temp_output(0)
 
-def _depthwise_prepare(p: _Prepare) -> None:
-    # DepthwiseConvPrepare, then CalculateOpDataDepthwiseConv.
-    p.temp_output(0), p.temp_input(0), p.temp_input(1)
-    weights = p.input(1)
-    _per_channel_arrays(p, weights.shape[3])
-    for k in (0, 1, 2):
-        p.temp_input(k)
-    p.temp_output(0)
+    return prepare
 
 
 def _fully_connected_prepare(p: _Prepare) -> None:
@@ -325,8 +320,8 @@ def _mean_prepare(p: _Prepare) -> None:
 
 
 _KERNELS: dict[str, _Kernel] = {
-    "CONV_2D": _Kernel((28, 4), 80, _conv_prepare),
-    "DEPTHWISE_CONV_2D": _Kernel((28, 4), 80, _depthwise_prepare),
+    "CONV_2D": _Kernel((28, 4), 80, _conv_like_prepare(0)),
+    "DEPTHWISE_CONV_2D": _Kernel((28, 4), 80, _conv_like_prepare(3)),
     "FULLY_CONNECTED": _Kernel((32, 8), 72, _fully_connected_prepare),
     "MAX_POOL_2D": _Kernel((40, 4), 32, _first_input_then_output),
     "AVERAGE_POOL_2D": _Kernel((40, 4), 32, _first_input_then_output),

@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv demo test test-all benchmarks bazel-check clean
+.PHONY: venv demo report test test-all benchmarks bazel-check clean
 
 # The venv is (re)installed when setup.py changes; `pip install -e` keeps the code live.
 $(STAMP): setup.py
@@ -28,6 +28,10 @@ DEMO_FLAGS ?= --dataset=digits --space=descriptor --strategy=montecarlo \
 
 demo: $(STAMP)
 	$(PY) tools/search.py $(DEMO_FLAGS) --search_dir=$(DEMO_DIR) --overwrite
+
+# Plots, a Markdown page and TensorBoard files of the demo search (also while it runs).
+report: $(STAMP)
+	$(PY) tools/report.py --search_dir=$(DEMO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

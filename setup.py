@@ -33,10 +33,13 @@ setup(
         "micro": ["tflite-micro==0.dev20261023182759"],
         "ray": ["ray[tune]"],
         "examples": ["scikit-learn"],
-        "plot": ["matplotlib"],
+        # tools/report.py's plots; tensorboard to view the event files a search writes.
+        "plot": ["matplotlib", "tensorboard"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        # The export tests measure TFLite Micro arenas with the real interpreter.
-        "test": ["pytest", "pytest-timeout", "scikit-learn", "tflite-micro==0.dev20261023182759"],
+        # The export tests measure TFLite Micro arenas with the real interpreter; the Ray
+        # runner tests start a local Ray, the report tests render real PNGs.
+        "test": ["pytest", "pytest-timeout", "scikit-learn", "tflite-micro==0.dev20261023182759",
+                 "ray", "matplotlib"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",

@@ -33,8 +33,10 @@ _LAZY = {
     "training": "keras_cnas.training",
     "build_model": "keras_cnas.builders",
     "builders": "keras_cnas.builders",
+    "compression": "keras_cnas.compression",
     "data": "keras_cnas.data",
     "export": "keras_cnas.export",
+    "report": "keras_cnas.report",
 }
 
 
@@ -43,6 +45,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "Constraints", "CostReport", "DataError", "InfeasibleConstraintsError", "InvalidSpecError",
-    "KerasCnasError", "SearchResult", "UnknownCostError", "build_model", "builders", "costs", "data",
-    "engine", "estimate", "export", "search", "spaces", "strategies", "training",
+    "KerasCnasError", "SearchResult", "UnknownCostError", "build_model", "builders", "compression",
+    "costs", "data", "engine", "estimate", "export", "report", "search", "spaces", "strategies",
+    "training",
 ]

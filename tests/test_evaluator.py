@@ -158,7 +158,7 @@ def test_data_without_validation_split_stops_the_search_with_the_fix():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"data": 3}, ValueError, "data: expected a keras_cnas.data.Dataset, a DataSource"),
     ({"data": {"nme": "digits"}}, ValueError, r"data: unknown DataSource fields \['nme'\]"),
-    ({"learning_rate": 0}, ValueError, "learning_rate: expected a positive number such as 5e-4, got 0"),
+    ({"learning_rate": 0}, ValueError, r"learning_rate: expected a number in \(0, inf\) such as 5e-4, got 0"),
     ({"batch_size": 0}, ValueError, "batch_size: expected a positive integer, got 0"),
     ({"traction_epochs": None}, ValueError, "traction_epochs / traction_steps: both are None"),
     ({"patience": -1}, ValueError, "patience: expected a non-negative integer, got -1"),

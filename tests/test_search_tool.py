@@ -117,3 +117,63 @@ def test_ensemble_size_reports_the_majority_vote_test_accuracy(tmp_path):
     ensemble = json.loads((tmp_path / "ensemble.json").read_text())
     assert ensemble["members"] == 2 and 0.0 <= ensemble["accuracy"] <= 1.0
     assert "ensemble of the best 2 trials, majority vote: test accuracy" in out.stdout
+
+
+def test_blockset_lazy_greedy_search_on_digits_completes_and_exports(tmp_path):
+    """Issue 5's end-to-end run, small: RCAS' APR rule over a 7-position block-set, trained
+    with the RCAS SGD recipe, then the best model exported to a verified int8 TFLite."""
+    search_dir = tmp_path / "rcas"
+    cmd = [sys.executable, "tools/search.py", "--dataset=digits", "--space=blockset",
+           "--stage_positions=1,1,1,1,1,1,1", "--width_multiplier=0.35", "--head_filters=32",
+           "--strategy=lazy_greedy", "--cost_rule=apr", "--max_params=16000",
+           "--full_epochs=1", "--batch_size=64", "--rcas_recipe", "--export=int8",
+           f"--search_dir={search_dir}"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((search_dir / "summary.json").read_text())
+    report = summary["strategy_report"]
+    path = report["rules"]["apr"]["path"]
+    assert len(path) >= 2 and report["evaluations"] == summary["num_trials"]
+    assert all(step["costs"]["params"] <= 16000 for step in path)
+    assert summary["best"]["costs"]["params"] <= 16000
+    assert summary["config"]["evaluator"]["config"]["optimizer"] == "sgd_nesterov"
+    export = json.loads((search_dir / "best" / "export.json").read_text())
+    assert export["quantize"] == "int8" and export["tflite_bytes"] > 0
+    assert (search_dir / "best" / "model.tflite").stat().st_size == export["tflite_bytes"]
+    assert "exported int8 model.tflite" in out.stdout
+
+
+def test_reinforce_penalises_the_measured_training_time(tmp_path):
+    """B-ENAS' reward from the shell: a soft train_seconds bound is priced after training."""
+    search_dir = tmp_path / "reinforce"
+    out = run("--strategy=reinforce", "--max_trials=3", "--lstm_size=16", "--max_params=5000",
+              "--penalty_bounds=train_seconds=0.001", f"--search_dir={search_dir}", "--nofinalize")
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((search_dir / "summary.json").read_text())
+    rewards = summary["strategy_report"]["rewards"]
+    assert len(rewards) == 3 and summary["strategy_report"]["policy_updates"] >= 3
+    for r in rewards:  # any real training takes far over 10 x 1 ms: the capped penalty 10
+        assert r["penalty"] == 10.0 and r["reward"] == pytest.approx(r["accuracy"] - 1.0)
+    bad = run("--strategy=reinforce", "--penalty_bounds=train_seconds", f"--search_dir={tmp_path / 'x'}")
+    assert bad.returncode != 0 and "--penalty_bounds: expected cost=bound items" in bad.stderr
+
+
+def test_benas_search_honours_the_params_bound_and_exports(tmp_path):
+    """B-ENAS from the shell, tiny: weight-sharing epochs, SelectCell, the final network
+    trained from scratch under --max_params, and its int8 export."""
+    search_dir = tmp_path / "benas"
+    cmd = [sys.executable, "tools/search.py", "--dataset=digits", "--space=enas_cell",
+           "--strategy=benas", "--filters=4", "--max_blocks=3", "--benas_epochs=1",
+           "--child_steps=3", "--controller_samples=2", "--select_samples=2", "--final_layers=3",
+           "--lstm_size=8", "--max_params=8000", "--full_epochs=1", "--batch_size=64",
+           "--export=int8", f"--search_dir={search_dir}"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "B-ENAS epoch 1/1" in out.stdout and "B-ENAS chose cell" in out.stdout
+    summary = json.loads((search_dir / "summary.json").read_text())
+    assert summary["best"]["costs"]["params"] <= 8000
+    assert summary["config"]["benas"]["final_layers"] == 3
+    export = json.loads((search_dir / "best" / "export.json").read_text())
+    assert export["quantize"] == "int8" and export["tflite_bytes"] > 0
+    wrong = run("--strategy=benas", f"--search_dir={tmp_path / 'x'}")  # SMALL: descriptor space
+    assert wrong.returncode != 0 and "use --space=enas_cell" in wrong.stderr

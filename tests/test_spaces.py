@@ -16,6 +16,7 @@ from keras_cnas.spaces import (
     Coordinate,
     Descriptor,
     DescriptorSpace,
+    EnasCellSpace,
     FcLayer,
     Skeleton,
     Space,
@@ -28,6 +29,7 @@ SPACE_FACTORIES = {
     "descriptor": lambda: DescriptorSpace((32, 32, 3), 10),
     "blockset": lambda: BlockSetSpace((32, 32, 3), 10),
     "categorical": lambda: CategoricalSpace([3, 5, 12, 2], empty_choice=0),
+    "enas_cell": lambda: EnasCellSpace((32, 32, 3), 10),
 }
 
 

@@ -82,6 +82,8 @@ SMALL = {
     "random": {"num_samples": 30},
     "montecarlo": {"num_random": 10, "num_adaptive": 16, "num_full": 6},
     "evolution": {"population_size": 8, "sample_size": 3, "num_trials": 30},
+    # The trials here carry a score and no accuracy: reward the score.
+    "reinforce": {"num_trials": 10, "reward_metric": None, "lstm_size": 8},
 }
 #: Strategies over sets of elements (they need a space with an empty choice, ignore seeds
 #: and plan no fixed budget): tested in tests/test_lazy_greedy.py.

@@ -7,6 +7,7 @@ Usage:
   python tools/search.py ... --max_fraction=0.5 --reference=runs/unconstrained
 
   python tools/search.py ... --max_arena_bytes=20000 --export=int8  # measured bounds + export
+  python tools/search.py ... --runner=ray [--ray_address=auto]      # trials as Ray tasks
 
 Writes search_dir/trials.db (every trial), flags.json, summary.json and best/ (the best
 model retrained on train + validation; with --export also best/model.tflite, labels.txt
@@ -52,6 +53,11 @@ flags.DEFINE_list("stage_positions", None, "Block-set: positions in each of the 
                   "stages (default 2,4,6,8,6,6,4: N = 36).")
 flags.DEFINE_integer("head_filters", None, "Block-set: width of the 1x1 head conv (MobileNetV2: "
                      "1280; 0: none).", lower_bound=0)
+flags.DEFINE_integer("num_layers", 3, "ENAS cell: cells stacked while searching (B-ENAS: 3).",
+                     lower_bound=1)
+flags.DEFINE_integer("filters", 20, "ENAS cell: stem width, doubled at each reduction.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_blocks", 7, "ENAS cell: most blocks per cell (B-ENAS: 7).", lower_bound=2)
 # Hard constraints
 for _cost in cli.BOUND_COSTS:
     flags.DEFINE_float(f"max_{_cost}", None, f"Hard upper bound on {_cost}.")
@@ -64,7 +70,8 @@ flags.DEFINE_enum("export", None, list(cli.EXPORT_QUANTIZATIONS),
                   "(--max_tflite_bytes, --max_arena_bytes, --max_latency_ms) are taken on "
                   "(default int8).")
 # Strategy
-flags.DEFINE_enum("strategy", "montecarlo", STRATEGIES.names(), "Search strategy.")
+flags.DEFINE_enum("strategy", "montecarlo", cli.STRATEGY_NAMES, "Search strategy (benas: B-ENAS "
+                  "with weight sharing, for --space=enas_cell).")
 flags.DEFINE_enum("cost_rule", "apr", ["uc", "apr", "amr"], "Lazy greedy: gain per nothing (uc), "
                   "per parameter (apr) or per multiply-add (amr); rcas runs all three.")
 flags.DEFINE_integer("num_random", 50, "Monte Carlo: random samples (paper: 50).", lower_bound=0)
@@ -75,12 +82,47 @@ flags.DEFINE_integer("num_full", 20, "Monte Carlo: adaptive samples trained full
 flags.DEFINE_integer("n_best", 1, "Monte Carlo: move from one of the N best (§3.5).", lower_bound=1)
 flags.DEFINE_integer("population_size", 20, "Evolution: population size.", lower_bound=1)
 flags.DEFINE_integer("sample_size", 5, "Evolution: tournament size.", lower_bound=1)
+flags.DEFINE_float("alpha", 0.1, "Reinforce / B-ENAS: weight of the cost penalty in the reward "
+                   "accuracy - alpha * penalty (paper: 0.1).", lower_bound=0)
+flags.DEFINE_float("penalty_beta", 1.0, "Reinforce / B-ENAS: slope of the penalty above a bound "
+                   "(eq. 3's beta; paper: 1).", lower_bound=0)
+flags.DEFINE_list("penalty_bounds", [], "Reinforce / B-ENAS: soft bounds cost=U penalised in the "
+                  "reward on top of the hard --max_* bounds, e.g. train_seconds=30,params=50000.")
+flags.DEFINE_float("controller_learning_rate", 1e-3, "Reinforce / B-ENAS: controller Adam step "
+                   "(paper: 1e-3).", lower_bound=1e-9)
+flags.DEFINE_float("entropy_weight", 0.1, "Reinforce / B-ENAS: entropy bonus in the reward.",
+                   lower_bound=0)
+flags.DEFINE_integer("lstm_size", 64, "Reinforce / B-ENAS: controller LSTM width.", lower_bound=1)
+flags.DEFINE_integer("benas_epochs", 10, "B-ENAS: epochs of shared-weights + controller training.",
+                     lower_bound=1)
+flags.DEFINE_integer("child_steps", None, "B-ENAS: shared-weights steps per epoch (default: one "
+                     "pass over the training split).", lower_bound=1)
+flags.DEFINE_integer("controller_samples", 20, "B-ENAS: cells scored per controller training.",
+                     lower_bound=1)
+flags.DEFINE_integer("select_samples", 10, "B-ENAS: feasible cells SelectCell compares (paper: 10).",
+                     lower_bound=1)
+flags.DEFINE_enum("select_by", "accuracy_x_cost", ["accuracy_x_cost", "accuracy"],
+                  "B-ENAS: SelectCell's ranking (paper: accuracy x cost).")
+flags.DEFINE_integer("final_layers", 11, "B-ENAS: cells of the final network (paper: 11).",
+                     lower_bound=1)
+flags.DEFINE_integer("final_filters", None, "B-ENAS: stem width of the final network (default: "
+                     "--filters).", lower_bound=1)
 # Training
 flags.DEFINE_integer("traction_epochs", 3, "Epochs of a traction (early) evaluation.", lower_bound=1)
 flags.DEFINE_integer("full_epochs", 30, "Most epochs of a full evaluation.", lower_bound=1)
 flags.DEFINE_integer("patience", 5, "Early-stopping patience at full fidelity.", lower_bound=0)
 flags.DEFINE_integer("batch_size", 128, "Mini-batch size (paper: 128).", lower_bound=1)
-flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate (paper: 5e-4).", lower_bound=1e-9)
+flags.DEFINE_float("learning_rate", 5e-4, "Initial learning rate (MIT-LL, Adam: 5e-4).",
+                   lower_bound=1e-9)
+flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd_nesterov"], "Optimizer of every trial.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0, upper_bound=0.999)
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay on kernels.", lower_bound=0)
+flags.DEFINE_list("lr_decay_epochs", [], "0-based epochs at which the learning rate is "
+                  "multiplied by --lr_decay_factor, e.g. 4,7,9.")
+flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay multiplier.", lower_bound=1e-9, upper_bound=1)
+flags.DEFINE_bool("rcas_recipe", False, "Train every trial as RCAS §4.1: SGD Nesterov 0.9, lr 0.1 "
+                  "decayed x0.1 at epochs 4, 7, 9 of 10 (moved proportionally to --full_epochs), "
+                  "weight decay 4e-5; replaces the optimizer flags above.")
 flags.DEFINE_float("beta", 5e-5, "Weight of R(A) in J = val_loss + beta * R(A).", lower_bound=0)
 flags.DEFINE_enum("regularizer", "params_k", ["params_k", "madds_m", "none"], "R(A) of J.")
 flags.DEFINE_float("trial_time_limit", None, "Seconds one training run may take.", lower_bound=1)
@@ -88,6 +130,18 @@ flags.DEFINE_float("trial_time_limit", None, "Seconds one training run may take.
 flags.DEFINE_integer("max_trials", None, "Evaluated trials in total (default: the strategy's).",
                      lower_bound=1)
 flags.DEFINE_integer("workers", 1, "Trials at once; > 1: each in its own process (§3.6).", lower_bound=1)
+flags.DEFINE_enum("runner", None, ["inprocess", "process", "ray"],
+                  "Where trials run: inprocess (sequential, deterministic), process (each in a "
+                  "fresh local process, --workers at once) or ray (each a Ray task; --workers, "
+                  "if given, caps the trials at once). Default: inprocess for --workers=1, else "
+                  "process.")
+flags.DEFINE_string("ray_address", None, "--runner=ray: the Ray cluster to join ('auto': the one "
+                    "`ray start` runs here; 'ray://head:10001'). Default: a local Ray with this "
+                    "machine's CPUs.")
+flags.DEFINE_float("cpus_per_trial", 1.0, "--runner=ray: CPUs Ray reserves for each trial (also "
+                   "its TensorFlow threads).", lower_bound=0.01)
+flags.DEFINE_float("gpus_per_trial", 0.0, "--runner=ray: GPUs Ray reserves for each trial.",
+                   lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.")
 flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=True)
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
@@ -103,6 +157,34 @@ flags.register_multi_flags_validator(
     message="--export exports the finalized best model; drop --nofinalize")
 
 
+def make_runner() -> cnas.engine.Runner:
+    """--runner (default: inprocess for --workers=1, else process) with its flags."""
+    name = FLAGS.runner or ("inprocess" if FLAGS.workers == 1 else "process")
+    ray_only = [f"--{n}" for n in ("ray_address", "cpus_per_trial", "gpus_per_trial") if FLAGS[n].present]
+    if name != "ray" and ray_only:
+        raise app.UsageError(f"{', '.join(ray_only)} only apply to --runner=ray; add --runner=ray "
+                             f"or drop them (got --runner={name})")
+    if name == "inprocess":
+        if FLAGS.workers > 1:
+            raise app.UsageError(f"--runner=inprocess runs one trial at a time, got --workers="
+                                 f"{FLAGS.workers}; use --runner=process or --runner=ray")
+        return cnas.engine.InProcessRunner()
+    if name == "process":
+        return cnas.engine.ProcessPoolRunner(workers=FLAGS.workers)
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise app.UsageError("--runner=ray needs Ray, which is not installed: pip install "
+                             "'keras_cnas[ray]'")
+    try:
+        return cnas.engine.RayRunner(
+            FLAGS.ray_address, cpus_per_trial=FLAGS.cpus_per_trial,
+            gpus_per_trial=FLAGS.gpus_per_trial,
+            max_concurrent_trials=FLAGS.workers if FLAGS["workers"].present else None)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -113,22 +195,29 @@ def main(argv):
         max_train_examples=FLAGS.max_train_examples)
     data = source.load()  # cached per process: the evaluator reuses it, workers reload it
     space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
-    strategy = STRATEGIES.get(FLAGS.strategy)(**cli.strategy_kwargs(FLAGS.strategy, values))
+    benas = FLAGS.strategy == "benas"
+    strategy = (cli.make_benas(space, constraints, values) if benas
+                else STRATEGIES.get(FLAGS.strategy)(**cli.strategy_kwargs(FLAGS.strategy, values)))
     try:
         evaluator = cnas.training.KerasEvaluator(source, save_models=FLAGS.ensemble_size > 0,
                                                  **cli.evaluator_kwargs(values))
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
-    runner = (cnas.engine.InProcessRunner() if FLAGS.workers == 1
-              else cnas.engine.ProcessPoolRunner(workers=FLAGS.workers))
+    runner = make_runner()
     search_dir = pathlib.Path(FLAGS.search_dir)
     print(f"{data.summary()}\nspace: {space!r}\nconstraints: {constraints}\nstrategy: {strategy!r}\n")
     try:
-        result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
-                             max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
-                             seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                             finalize=FLAGS.finalize, config_extra={"flags": values})
-    except (cnas.InfeasibleConstraintsError, cnas.UnknownCostError, cnas.engine.SearchDirError) as e:
+        if benas:
+            result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
+                                  overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
+                                  config_extra={"flags": values})
+        else:
+            result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
+                                 max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
+                                 seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                                 finalize=FLAGS.finalize, config_extra={"flags": values})
+    except (cnas.InfeasibleConstraintsError, cnas.UnknownCostError, cnas.engine.SearchDirError,
+            ConnectionError) as e:  # ConnectionError: no Ray cluster at --ray_address
         sys.exit(f"error: {e}")
     (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     if FLAGS.ensemble_size and result.best is not None:

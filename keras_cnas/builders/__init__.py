@@ -11,6 +11,8 @@ from typing import Callable
 from keras_cnas._keras import keras
 from keras_cnas.builders.blockset import build_blockset
 from keras_cnas.builders.descriptor import build_descriptor
+from keras_cnas.builders.resnet import build_resnet
+from keras_cnas.builders.enas_cell import build_enas_net
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
@@ -20,6 +22,8 @@ Builder = Callable[[Spec], keras.Model]
 BUILDERS: Registry[Builder] = Registry("model builder")
 BUILDERS.add("descriptor", build_descriptor)
 BUILDERS.add("blockset", build_blockset)
+BUILDERS.add("resnet", build_resnet)
+BUILDERS.add("enas_cell", build_enas_net)
 
 
 def build_model(spec: Spec) -> keras.Model:

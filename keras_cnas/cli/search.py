@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import app
 
 from keras_cnas.cli.common import load_spec
 from keras_cnas.costs import Constraints, estimate
 from keras_cnas.errors import InvalidSpecError
-from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, Space, reference
+from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Space, reference
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
+from keras_cnas.strategies import STRATEGIES
+from keras_cnas.training.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRecipe
 
-SPACE_NAMES = ("descriptor", "blockset")
+SPACE_NAMES = ("descriptor", "blockset", "enas_cell")
+#: --strategy values: the registered strategies and B-ENAS, which drives its own loop.
+STRATEGY_NAMES = (*STRATEGIES.names(), "benas")
 #: Costs measured on each trial's TFLite artifact; a --max_<cost> bound on one of them
 #: switches the evaluator's measurement on (keras_cnas.export.MEASURED_COSTS).
 MEASURED_BOUNDS = ("tflite_bytes", "arena_bytes", "latency_ms")
@@ -46,6 +50,13 @@ def make_space(name: str, input_shape: tuple[int, int, int], num_classes: int,
             raise app.UsageError(f"--stage_positions / --head_filters: {e}; pass 7 positive "
                                  "counts, e.g. 1,1,2,2,1,1,1, and a head width >= 0") from None
         return BlockSetSpace(input_shape, num_classes, skeleton=skeleton)
+    if name == "enas_cell":
+        try:
+            return EnasCellSpace(input_shape, num_classes, num_layers=flags.get("num_layers") or 3,
+                                 filters=flags.get("filters") or 20,
+                                 max_blocks=flags.get("max_blocks") or 7)
+        except InvalidSpecError as e:
+            raise app.UsageError(f"--num_layers / --filters / --max_blocks: {e}") from None
     raise app.UsageError(f"--space={name}: unknown space; known: {', '.join(SPACE_NAMES)}")
 
 
@@ -88,6 +99,8 @@ def strategy_kwargs(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
         return {"num_samples": flags.get("max_trials") or flags["num_random"]}
     if name == "lazy_greedy":
         return {"cost_rules": (flags.get("cost_rule") or "apr",)}
+    if name == "reinforce":
+        return {"num_trials": flags.get("max_trials") or 100, **controller_kwargs(flags)}
     if name == "evolution":
         return {"num_trials": flags.get("max_trials") or 100,
                 "population_size": flags["population_size"],
@@ -95,12 +108,83 @@ def strategy_kwargs(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def make_benas(space: Space, constraints: Constraints, flags: Mapping[str, Any]) -> Any:
+    """``--strategy=benas``: a :class:`~keras_cnas.training.benas.BEnasSearch` from the flags."""
+    from keras_cnas.spaces import EnasCellSpace
+    from keras_cnas.training.benas import BEnasConfig, BEnasSearch
+
+    if not isinstance(space, EnasCellSpace):
+        raise app.UsageError(f"--strategy=benas searches ENAS cells with shared weights; got "
+                             f"--space={flags.get('space')}: use --space=enas_cell (or "
+                             "--strategy=reinforce for the controller without weight sharing)")
+    controller = controller_kwargs(flags)
+    try:
+        config = BEnasConfig(
+            epochs=flags["benas_epochs"], child_steps=flags.get("child_steps"),
+            batch_size=flags["batch_size"], controller_samples=flags["controller_samples"],
+            alpha=controller["alpha"], beta=controller["beta"],
+            penalty_bounds=controller["penalty_bounds"],
+            entropy_weight=controller["entropy_weight"], lstm_size=controller["lstm_size"],
+            controller_learning_rate=controller["learning_rate"],
+            select_samples=flags["select_samples"], select_by=flags["select_by"],
+            final_layers=flags["final_layers"], final_filters=flags.get("final_filters"),
+            seed=flags.get("seed", 0))
+    except ValueError as e:
+        raise app.UsageError(f"--{e}") from None
+    return BEnasSearch(space, constraints, config)
+
+
+def penalty_bounds(values: Sequence[str] | None) -> dict[str, float]:
+    """``--penalty_bounds=train_seconds=30,params=5e4`` as ``{cost: bound}``."""
+    bounds: dict[str, float] = {}
+    for item in values or ():
+        name, _, bound = item.partition("=")
+        try:
+            bounds[name.strip()] = float(bound)
+        except ValueError:
+            raise app.UsageError(f"--penalty_bounds: expected cost=bound items such as "
+                                 f"train_seconds=30, got {item!r}") from None
+        if not name.strip() or not bounds[name.strip()] > 0:
+            raise app.UsageError(f"--penalty_bounds: {item!r}: name a cost and a positive bound, "
+                                 "e.g. train_seconds=30")
+    return bounds
+
+
+def controller_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The REINFORCE controller and reward flags (Reinforce, B-ENAS)."""
+    return {"alpha": flags.get("alpha", 0.1), "beta": flags.get("penalty_beta", 1.0),
+            "penalty_bounds": penalty_bounds(flags.get("penalty_bounds")),
+            "learning_rate": flags.get("controller_learning_rate", 1e-3),
+            "entropy_weight": flags.get("entropy_weight", 0.1),
+            "lstm_size": flags.get("lstm_size", 64)}
+
+
 def evaluator_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
     return {"traction_epochs": flags["traction_epochs"], "full_epochs": flags["full_epochs"],
             "patience": flags["patience"], "batch_size": flags["batch_size"],
-            "learning_rate": flags["learning_rate"], "beta": flags["beta"],
-            "regularizer": flags["regularizer"], "time_limit_seconds": flags.get("trial_time_limit"),
-            **measurement_kwargs(flags)}
+            "beta": flags["beta"], "regularizer": flags["regularizer"],
+            "time_limit_seconds": flags.get("trial_time_limit"),
+            **optimizer_kwargs(flags), **measurement_kwargs(flags)}
+
+
+def optimizer_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer flags, or with ``--rcas_recipe`` RCAS §4.1 scaled to ``--full_epochs``."""
+    if flags.get("rcas_recipe"):
+        recipe = RCAS_RECIPE.scaled(from_epochs=RCAS_EPOCHS, to_epochs=flags["full_epochs"])
+        return recipe.get_config()
+    try:
+        decay_epochs = [int(e) for e in flags.get("lr_decay_epochs") or ()]
+    except ValueError:
+        raise app.UsageError(f"--lr_decay_epochs: expected comma-separated epoch numbers such as "
+                             f"4,7,9, got {','.join(flags['lr_decay_epochs'])}") from None
+    config = {"optimizer": flags.get("optimizer") or "adam",
+              "learning_rate": flags["learning_rate"], "momentum": flags.get("momentum", 0.9),
+              "weight_decay": flags.get("weight_decay") or 0.0, "lr_decay_epochs": decay_epochs,
+              "lr_decay_factor": flags.get("lr_decay_factor", 0.1)}
+    try:
+        return OptimizerRecipe.from_config(config).get_config()
+    except ValueError as e:
+        raise app.UsageError(f"--{str(e)}") from None
 
 
 def measurement_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ residual block's input as alive until its ``Add``.
 from __future__ import annotations
 
 from keras_cnas.costs.report import CostReport
-from keras_cnas.costs.tally import CostTally
+from keras_cnas.costs.tally import CostTally, size
 from keras_cnas.spaces.blockset import BlockSetGenotype
 
 
@@ -32,11 +32,11 @@ def estimate_blockset(spec: BlockSetGenotype, bytes_per_element: int = 4) -> Cos
         kernel = (block.kernel, block.kernel)
         if block.expansion > 1:
             y = t.batch_norm(t.conv(x, block.expansion * pos.c_in, (1, 1), groups=block.expand_groups))
-            t.held = _size(block_input) if residual else 0
+            t.held = size(block_input) if residual else 0
             y = t.batch_norm(t.depthwise(y, kernel, pos.stride))
         else:
             y = t.batch_norm(t.depthwise(x, kernel, pos.stride))
-            t.held = _size(block_input) if residual else 0
+            t.held = size(block_input) if residual else 0
         y = t.batch_norm(t.conv(y, pos.c_out, (1, 1), groups=block.project_groups))
         t.held = 0
         x = t.add(y) if residual else y
@@ -44,10 +44,4 @@ def estimate_blockset(spec: BlockSetGenotype, bytes_per_element: int = 4) -> Cos
         x = t.batch_norm(t.conv(x, sk.head_filters, (1, 1)))
     features = t.global_pool(x)
     t.dense(features, spec.num_classes)
-    return CostReport(params=t.params, trainable_params=t.trainable_params, madds=t.madds,
-                      flops=t.flops, memory_bytes=bytes_per_element * (t.params + t.max_tensor),
-                      peak_activation_bytes=bytes_per_element * t.peak)
-
-
-def _size(shape: tuple[int, int, int]) -> int:
-    return shape[0] * shape[1] * shape[2]
+    return t.report(bytes_per_element)

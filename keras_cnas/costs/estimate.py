@@ -7,7 +7,9 @@ from typing import Callable
 
 from keras_cnas.costs.blockset import estimate_blockset
 from keras_cnas.costs.descriptor import estimate_descriptor
+from keras_cnas.costs.enas_cell import estimate_enas_cell
 from keras_cnas.costs.report import CostReport
+from keras_cnas.costs.resnet import estimate_resnet
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Space, Spec
@@ -18,6 +20,8 @@ Estimator = Callable[..., CostReport]
 ESTIMATORS: Registry[Estimator] = Registry("cost estimator")
 ESTIMATORS.add("descriptor", estimate_descriptor)
 ESTIMATORS.add("blockset", estimate_blockset)
+ESTIMATORS.add("resnet", estimate_resnet)
+ESTIMATORS.add("enas_cell", estimate_enas_cell)
 
 
 def estimate(spec: Spec, bytes_per_element: int = 4, *, space: Space | None = None) -> CostReport:

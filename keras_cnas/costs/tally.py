@@ -20,6 +20,8 @@ Pure Python.
 
 from __future__ import annotations
 
+from keras_cnas.costs.report import CostReport
+
 Shape = tuple[int, int, int]
 
 
@@ -35,7 +37,7 @@ class CostTally:
         self.trainable_params = 0
         self.madds = 0
         self.flops = 0.0
-        self.max_tensor = _size(input_shape)
+        self.max_tensor = size(input_shape)
         self.peak = 0
         self.held = 0  # elements kept alive for a later op (residual inputs)
 
@@ -53,7 +55,7 @@ class CostTally:
         self.trainable_params += weights
         self.madds += out[0] * out[1] * filters * kh * kw * (c // groups)
         self.flops += (w / stride) * (h / stride) * ((c / groups) * kw * kh + 1) * filters
-        self._activations(_size(shape), _size(out))
+        self._activations(size(shape), size(out))
         return out
 
     def depthwise(self, shape: Shape, kernel: tuple[int, int], stride: int = 1,
@@ -66,7 +68,7 @@ class CostTally:
         self.trainable_params += weights
         self.madds += out[0] * out[1] * c * kh * kw
         self.flops += (w / stride) * (h / stride) * (kw * kh + 1) * c
-        self._activations(_size(shape), _size(out))
+        self._activations(size(shape), size(out))
         return out
 
     def batch_norm(self, shape: Shape) -> Shape:
@@ -77,12 +79,19 @@ class CostTally:
 
     def add(self, shape: Shape) -> Shape:
         """A residual add: both inputs and the output are alive."""
-        self._activations(2 * _size(shape), _size(shape))
+        self._activations(2 * size(shape), size(shape))
         return shape
 
     def global_pool(self, shape: Shape) -> int:
-        self._activations(_size(shape), shape[-1])
+        self._activations(size(shape), shape[-1])
         return shape[-1]
+
+    def report(self, bytes_per_element: int) -> CostReport:
+        """The tally as a report: memory is eq. 6, ``B_pe * (params + largest tensor)``."""
+        return CostReport(params=self.params, trainable_params=self.trainable_params,
+                          madds=self.madds, flops=self.flops,
+                          memory_bytes=bytes_per_element * (self.params + self.max_tensor),
+                          peak_activation_bytes=bytes_per_element * self.peak)
 
     def dense(self, n_in: int, n_out: int, bias: bool = True) -> int:
         self.params += n_in * n_out + (n_out if bias else 0)
@@ -93,6 +102,7 @@ class CostTally:
         return n_out
 
 
-def _size(shape: Shape) -> int:
+def size(shape: Shape) -> int:
+    """Elements of an (h, w, c) tensor."""
     h, w, c = shape
     return h * w * c

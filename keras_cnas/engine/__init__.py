@@ -5,11 +5,14 @@ The public entry point is the function ``keras_cnas.search`` (a subpackage named
 """
 
 from keras_cnas.engine.runners import RUNNERS, InProcessRunner, ProcessPoolRunner, Runner
+# Registers "ray" in RUNNERS; the module imports ray itself only when a search starts, so
+# this import stays cheap and works without ray installed.
+from keras_cnas.engine.ray_runner import RayRunner
 from keras_cnas.engine.search import SearchDirError, SearchResult, search
 from keras_cnas.engine.store import TrialStore
 from keras_cnas.trial import Candidate, EvaluationResult, Trial, TrialStatus
 
 __all__ = [
-    "RUNNERS", "Candidate", "EvaluationResult", "InProcessRunner", "ProcessPoolRunner", "Runner",
-    "SearchDirError", "SearchResult", "Trial", "TrialStatus", "TrialStore", "search",
+    "RUNNERS", "Candidate", "EvaluationResult", "InProcessRunner", "ProcessPoolRunner", "RayRunner",
+    "Runner", "SearchDirError", "SearchResult", "Trial", "TrialStatus", "TrialStore", "search",
 ]

@@ -1,4 +1,5 @@
-"""Runners execute trials: in this process, or each in a fresh worker process.
+"""Runners execute trials: in this process, each in a fresh worker process, or (module
+``ray_runner``) each as a Ray task on a cluster.
 
 Both share one protocol: ``submit(trial, candidate_seed)`` while ``free_slots() > 0``,
 then ``wait()`` for at least one finished ``(trial_id, EvaluationResult | None)``; None
@@ -58,6 +59,18 @@ class Runner(abc.ABC):
         path = self.search_dir / "trials" / f"{trial.id:05d}"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def portable_config(evaluator: Any, cache_dir: pathlib.Path) -> dict[str, Any]:
+    """The evaluator's JSON config, from which a worker process rebuilds it.
+
+    An in-memory dataset cannot travel as JSON: ``evaluator.portable`` writes it once to an
+    ``.npz`` cache under ``cache_dir`` that the config names.
+    """
+    portable = evaluator.portable(cache_dir) if hasattr(evaluator, "portable") else evaluator
+    config = portable.to_json_config()
+    json.dumps(config)  # fails here, clearly, if the config is not JSON
+    return config
 
 
 @RUNNERS.register("inprocess")
@@ -123,11 +136,8 @@ class ProcessPoolRunner(Runner):
 
     def start(self, evaluator: Any, search_dir: pathlib.Path | None) -> None:
         super().start(evaluator, search_dir)
-        cache = (search_dir or pathlib.Path(self._tempdir())) / "cache"
-        # Workers rebuild the evaluator from JSON; in-memory data goes to an npz cache.
-        portable = evaluator.portable(cache) if hasattr(evaluator, "portable") else evaluator
-        self._config = portable.to_json_config()
-        json.dumps(self._config)  # fails here, clearly, if the config is not JSON
+        self._config = portable_config(evaluator,
+                                       (search_dir or pathlib.Path(self._tempdir())) / "cache")
 
     def _tempdir(self) -> str:
         if self._tmp is None:

@@ -10,6 +10,7 @@ end: the best trial is finalized (retrained on train + validation and saved unde
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def search(space: Space, constraints: Constraints | None = None, *,
            data: Any = None, max_trials: int | None = None,
            search_dir: str | pathlib.Path | None = None, runner: Runner | None = None,
            seed: int = 0, resume: bool = False, overwrite: bool = False,
-           finalize: bool = True, verbose: bool = True,
+           finalize: bool = True, verbose: bool = True, tensorboard: bool = True,
            config_extra: Mapping[str, Any] | None = None) -> SearchResult:
     """Searches ``space`` for the best architecture that meets ``constraints``.
 
@@ -132,6 +133,9 @@ def search(space: Space, constraints: Constraints | None = None, *,
         overwrite: delete a search stored in ``search_dir`` and start over.
         finalize: retrain the best architecture on train + validation and save it.
         verbose: print one line per finished trial and the table of top trials.
+        tensorboard: write each finished trial to ``search_dir/tensorboard`` (scalars and
+            an HParams session per trial, progress curves), live: ``tensorboard --logdir
+            search_dir/tensorboard`` (see ``keras_cnas.report.tensorboard``).
         config_extra: JSON-compatible settings recorded in ``summary.json`` (e.g. flags).
 
     Returns:
@@ -156,12 +160,13 @@ def search(space: Space, constraints: Constraints | None = None, *,
     """
     return _Search(space, constraints or Constraints(), strategy, evaluator, data, max_trials,
                    search_dir, runner, seed, resume, overwrite, finalize, verbose,
-                   dict(config_extra or {})).run()
+                   dict(config_extra or {}), tensorboard).run()
 
 
 class _Search:
     def __init__(self, space, constraints, strategy, evaluator, data, max_trials, search_dir,
-                 runner, seed, resume, overwrite, finalize, verbose, config_extra):
+                 runner, seed, resume, overwrite, finalize, verbose, config_extra,
+                 tensorboard=True):
         if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
                                        or max_trials < 1):
             raise ValueError(f"max_trials: expected a positive integer or None, got {max_trials!r}")
@@ -176,6 +181,7 @@ class _Search:
         self.search_dir = pathlib.Path(search_dir) if search_dir is not None else pathlib.Path(
             tempfile.mkdtemp(prefix="keras_cnas_search_"))
         self.config_extra = config_extra
+        self.tensorboard = tensorboard
         self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -191,7 +197,7 @@ class _Search:
         if db.exists() and self.overwrite:
             for name in ("trials.db", "trials.db-wal", "trials.db-shm", "summary.json"):
                 (self.search_dir / name).unlink(missing_ok=True)
-            for name in ("best", "trials", "cache"):
+            for name in ("best", "trials", "cache", "tensorboard", "report"):
                 shutil.rmtree(self.search_dir / name, ignore_errors=True)
         elif db.exists() and not self.resume:
             with TrialStore(db) as old:
@@ -233,7 +239,13 @@ class _Search:
 
     def _run(self, store: TrialStore) -> SearchResult:
         strategy, runner = self.strategy, self.runner
-        strategy.setup(SearchContext(self.space, self.constraints, self.estimate), seed=self.seed)
+        # The strategy estimates costs through the log, which keeps the costs of the
+        # proposals the constraints reject for the report (the strategy only counts them).
+        rejections = _RejectionLog(self.estimate, self.constraints)
+        strategy.setup(SearchContext(self.space, self.constraints, rejections), seed=self.seed)
+        # Readers of a running search (tools/report.py) need the objective before summary.json.
+        store.save_state("objective", {"name": self.evaluator.objective,
+                                       "direction": self.evaluator.direction})
         saved = store.load_state("strategy")
         if saved is not None:
             strategy.load_state_dict(saved)
@@ -249,6 +261,7 @@ class _Search:
         recent: collections.deque[float] = collections.deque(maxlen=10)
         error: BaseException | None = None
         runner.start(self.evaluator, self.search_dir)
+        board = self._open_tensorboard(store)
         try:
             while True:
                 while runner.free_slots() > 0:
@@ -258,13 +271,15 @@ class _Search:
                                        and finished + len(in_flight) >= self.max_trials):
                         break
                     else:
-                        candidate = strategy.ask()
+                        with rejections.recording():
+                            candidate = strategy.ask()
                         if candidate is None:
+                            store.add_rejections(rejections.take())
                             # Nothing to propose now: finished, unless the strategy waits
                             # for running trials (a sequential step such as lazy greedy's).
                             exhausted = not in_flight
                             break
-                        trial = store.create(candidate, strategy.state_dict())
+                        trial = store.create(candidate, strategy.state_dict(), rejections.take())
                     trial.timings["started"] = time.time()
                     in_flight[trial.id] = trial
                     runner.submit(trial, self.seed + trial.id)
@@ -285,6 +300,7 @@ class _Search:
                     self.record(trial, result)
                     strategy.tell(trial)
                     store.update(trial, strategy.state_dict())
+                    board = self._write_tensorboard(board, trial)
                     finished += 1
                     recent.append(trial.timings["seconds"])
                     elapsed = time.time() - started
@@ -292,15 +308,49 @@ class _Search:
                     self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
                                                       self.evaluator.objective))
         except InfeasibleConstraintsError as e:
+            store.add_rejections(rejections.take())  # what made the search give up
             error = e
         except BaseException:
             runner.close()  # KeyboardInterrupt etc.: running trials are re-queued on resume
             raise
+        finally:
+            if board is not None:
+                board.close()
         runner.close()
         result = self.finish(store)
         if error is not None:
             raise error
         return result
+
+    def _open_tensorboard(self, store: TrialStore) -> Any:
+        """The TensorBoard writer, caught up with trials finished before a resume; None if
+        off or the log directory cannot be written (the search itself goes on)."""
+        if not self.tensorboard:
+            return None
+        # Lazy: the report package sits above the engine (it reads the trial store).
+        from keras_cnas.report.tensorboard import LOGDIR_NAME, TensorBoardWriter
+
+        try:
+            board = TensorBoardWriter(self.search_dir / LOGDIR_NAME, self.evaluator.objective,
+                                      self.evaluator.direction)
+            board.catch_up(store.trials())
+        except OSError as e:
+            logger.warning("TensorBoard logging is off: cannot write %s: %s",
+                           self.search_dir / LOGDIR_NAME, e)
+            return None
+        return board
+
+    @staticmethod
+    def _write_tensorboard(board: Any, trial: Trial) -> Any:
+        if board is None:
+            return None
+        try:
+            board.add(trial)
+        except OSError as e:  # a full disk loses the TensorBoard view, never the search
+            logger.warning("TensorBoard logging is off from trial %d on: %s", trial.id, e)
+            board.close()
+            return None
+        return board
 
     def record(self, trial: Trial, result: EvaluationResult) -> None:
         """Fills a finished trial: status, metrics, analytic + measured costs, score."""
@@ -370,6 +420,46 @@ class _Search:
             print(line, flush=True)
         else:
             logger.info(line)
+
+
+class _RejectionLog:
+    """The cost function a strategy sees: the search's own, plus a log of the proposals
+    that break the hard constraints while the strategy is asking.
+
+    Strategies count rejections but keep no costs; the report's histograms compare the
+    costs of rejected and evaluated samples. A strategy estimates a proposal once per
+    feasibility check, so each logged entry is one rejection (a spec drawn twice counts
+    twice, as in ``Strategy.rejections``). Estimates made outside ``ask`` (a strategy
+    scoring candidates in ``tell``) are not proposals and are not logged.
+    """
+
+    def __init__(self, estimate: Callable[[Spec], CostReport], constraints: Constraints):
+        self._estimate, self._constraints = estimate, constraints
+        self._pending: list[dict[str, Any]] = []
+        self._active = False
+
+    def __call__(self, spec: Spec) -> CostReport:
+        report = self._estimate(spec)
+        if self._active and self._constraints:
+            costs = report.as_dict()
+            violated = [v.cost for v in self._constraints.violations(costs)]
+            if violated:
+                self._pending.append({"spec_key": spec.key(), "costs": costs,
+                                      "violated": violated})
+        return report
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        self._active = True
+        try:
+            yield
+        finally:
+            self._active = False
+
+    def take(self) -> list[dict[str, Any]]:
+        """The proposals rejected since the last take."""
+        pending, self._pending = self._pending, []
+        return pending
 
 
 def _default_strategy() -> Strategy:

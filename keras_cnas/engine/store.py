@@ -5,7 +5,12 @@ state is written in the same transaction, so the file always holds a consistent 
 after a kill, the trials marked RUNNING are exactly those the saved strategy state has
 asked for but not been told about, and re-queuing them resumes the search exactly.
 JSON columns only, never pickle. Other processes may read the file while a search runs
-(``tools/report.py``): WAL mode lets readers and the writer proceed concurrently.
+(``tools/report.py`` opens it with ``read_only=True``): WAL mode lets readers and the
+writer proceed concurrently.
+
+The ``rejections`` table keeps the analytic costs of the proposals the hard constraints
+turned down (the strategy only counts them), written with the trial whose ask they
+preceded, so that a report can compare the costs of rejected and evaluated samples.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import pathlib
 import sqlite3
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from keras_cnas.spaces.base import spec_from_json
 from keras_cnas.trial import Trial, TrialStatus
@@ -43,11 +48,23 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value_json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rejections (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec_key TEXT NOT NULL,
+    costs_json TEXT NOT NULL,
+    violated_json TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
 
 
 class TrialStore:
     """The trials of one search, in ``path`` (``search_dir/trials.db``; ``":memory:"`` for none).
+
+    Args:
+        path: the SQLite file (created with its directory unless ``read_only``).
+        read_only: open an existing file for reading only, e.g. to report on a search that
+            another process is running; nothing is created or written.
 
     Example:
         >>> from keras_cnas.spaces import CategoricalSpace
@@ -59,8 +76,21 @@ class TrialStore:
         (True, {'step': 1})
     """
 
-    def __init__(self, path: str | pathlib.Path):
+    def __init__(self, path: str | pathlib.Path, *, read_only: bool = False):
         self.path = str(path)
+        self.read_only = read_only
+        if read_only:
+            if not pathlib.Path(self.path).is_file():
+                raise FileNotFoundError(f"path: no trial store at {self.path}; pass the "
+                                        "trials.db of a search (search_dir/trials.db)")
+            # mode=ro: a reader can never take the writer's lock or change the schema.
+            self._db = sqlite3.connect(pathlib.Path(self.path).resolve().as_uri() + "?mode=ro",
+                                       uri=True, isolation_level=None, timeout=60.0)
+            version = self.load_state("schema_version")
+            if version not in (None, SCHEMA_VERSION):
+                raise RuntimeError(f"{self.path}: trial store schema {version}, this keras_cnas "
+                                   f"reads {SCHEMA_VERSION}")
+            return
         if self.path != ":memory:":
             pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we open transactions explicitly (BEGIN IMMEDIATE).
@@ -97,8 +127,11 @@ class TrialStore:
 
     # --- trials -------------------------------------------------------------------------
 
-    def create(self, candidate: Any, strategy_state: Mapping[str, Any] | None = None) -> Trial:
-        """A new RUNNING trial for ``candidate`` (with the next id), saved with the state."""
+    def create(self, candidate: Any, strategy_state: Mapping[str, Any] | None = None,
+               rejected: Sequence[Mapping[str, Any]] = ()) -> Trial:
+        """A new RUNNING trial for ``candidate`` (with the next id), saved with the state
+        and the ``rejected`` proposals of the ask that produced it (see
+        :meth:`add_rejections`)."""
         with self._transaction() as db:
             (last,) = db.execute("SELECT COALESCE(MAX(id), -1) FROM trials").fetchone()
             trial = Trial.from_candidate(last + 1, candidate)
@@ -112,6 +145,7 @@ class TrialStore:
                  trial.attempts, time.time()))
             if strategy_state is not None:
                 self._put_state("strategy", strategy_state)
+            self._put_rejections(rejected)
         return trial
 
     def update(self, trial: Trial, strategy_state: Mapping[str, Any] | None = None) -> None:
@@ -151,6 +185,40 @@ class TrialStore:
     def unfinished(self) -> list[Trial]:
         """Trials that were PENDING or RUNNING (after a kill: to re-queue)."""
         return self.trials(TrialStatus.PENDING, TrialStatus.RUNNING)
+
+    # --- proposals the constraints rejected ----------------------------------------------
+
+    def add_rejections(self, rejected: Sequence[Mapping[str, Any]]) -> None:
+        """Records rejected proposals: ``{"spec_key", "costs", "violated"}`` each, where
+        ``costs`` are the analytic costs and ``violated`` the names of the broken bounds."""
+        if rejected:
+            with self._transaction():
+                self._put_rejections(rejected)
+
+    def _put_rejections(self, rejected: Sequence[Mapping[str, Any]]) -> None:
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO rejections (spec_key, costs_json, violated_json, created) "
+            "VALUES (?,?,?,?)",
+            [(r["spec_key"], json.dumps(dict(r["costs"]), sort_keys=True),
+              json.dumps(list(r["violated"])), now) for r in rejected])
+
+    def rejections(self) -> list[dict[str, Any]]:
+        """Every recorded rejected proposal, oldest first (none for a store written before
+        they were recorded)."""
+        try:
+            rows = self._db.execute("SELECT spec_key, costs_json, violated_json, created "
+                                    "FROM rejections ORDER BY seq").fetchall()
+        except sqlite3.OperationalError:  # an older store, opened read-only: no such table
+            return []
+        return [{"spec_key": key, "costs": json.loads(costs), "violated": json.loads(violated),
+                 "created": created} for key, costs, violated, created in rows]
+
+    def count_rejections(self) -> int:
+        try:
+            return self._db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
 
     # --- key/value state -------------------------------------------------------------
 

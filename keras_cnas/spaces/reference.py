@@ -21,6 +21,7 @@ from keras_cnas.spaces.blockset import (
     Stage,
 )
 from keras_cnas.spaces.descriptor import ConvLayer, Descriptor, FcLayer
+from keras_cnas.spaces.resnet import ResNetSpec
 
 #: VGG-19's conv widths; "M" is a 2x2 max-pool with stride 2 after the preceding conv.
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -112,3 +113,39 @@ def nas_bench_macro_space(input_shape: Sequence[int] = (32, 32, 3),
                         head_filters=1280, activation="relu")
     return BlockSetSpace(input_shape, num_classes, skeleton=skeleton,
                          block_types=NAS_BENCH_MACRO_BLOCK_TYPES)
+
+
+#: Depths of the CIFAR ResNets in He et al. (2016), Table 6: 6n + 2.
+RESNET_CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+
+
+def resnet_cifar(depth: int = 20, input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
+                 width: int = 16) -> ResNetSpec:
+    """He et al.'s CIFAR ResNet-``depth``: three stages of ``(depth - 2) / 6`` basic blocks
+    with ``width``, ``2 * width`` and ``4 * width`` channels (16/32/64 in the paper).
+
+    The shortcuts that change shape are 1x1 projections (option B; see
+    :mod:`keras_cnas.spaces.resnet`): ResNet-20 has 274,042 parameters (BN statistics
+    included; 2,560 conv weights of them in the two projections) and 40.8 M MAdds.
+    ``width`` thins or widens every layer alike, e.g. for a quick test.
+
+    Args:
+        depth: 6n + 2 with n >= 1: 20, 32, 44, 56 and 110 are the paper's.
+        input_shape: (height, width, channels) of the images.
+        num_classes: classifier outputs.
+        width: channels of the first stage.
+
+    Example:
+        >>> from keras_cnas.costs import estimate
+        >>> estimate(resnet_cifar(20)).params, estimate(resnet_cifar(32)).madds
+        (274042, 69124736)
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth: a CIFAR ResNet has 6n + 2 layers (n >= 1), e.g. "
+                         f"{', '.join(map(str, RESNET_CIFAR_DEPTHS))}; got {depth!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width: expected a positive number of channels such as 16, got {width!r}")
+    n = (depth - 2) // 6
+    widths = (width, 2 * width, 4 * width)
+    return ResNetSpec(tuple(input_shape), num_classes, widths, (n, n, n),
+                      tuple(w for w in widths for _ in range(n)))

@@ -1,4 +1,5 @@
-"""Ask/tell search strategies: random search, Monte Carlo coordinate descent, evolution.
+"""Ask/tell search strategies: random search, Monte Carlo coordinate descent, evolution,
+RCAS lazy greedy and the B-ENAS REINFORCE controller.
 
 A strategy proposes candidates (``ask``) and learns from finished trials (``tell``); it
 never trains anything. Strategies are registered by name in :data:`STRATEGIES`
@@ -17,9 +18,11 @@ Example:
 
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.evolution import RegularizedEvolution
+from keras_cnas.strategies.fixed import FixedSpecs
 from keras_cnas.strategies.lazy_greedy import RCAS, LazyGreedy
 from keras_cnas.strategies.montecarlo import MonteCarlo
 from keras_cnas.strategies.random_search import RandomSearch
+from keras_cnas.strategies.reinforce import Reinforce
 
-__all__ = ["RCAS", "STRATEGIES", "LazyGreedy", "MonteCarlo", "RandomSearch", "RegularizedEvolution", "SearchContext",
-           "Strategy"]
+__all__ = ["RCAS", "STRATEGIES", "FixedSpecs", "LazyGreedy", "MonteCarlo", "RandomSearch", "RegularizedEvolution", "Reinforce",
+           "SearchContext", "Strategy"]

@@ -14,6 +14,7 @@ from keras_cnas.training.datasource import DataSource, load_npz, save_npz
 # Imported eagerly so that EVALUATORS knows "keras" and "tabular" when a worker rebuilds an
 # evaluator from JSON; neither module imports TensorFlow (the Keras one does so when it trains).
 from keras_cnas.training.evaluator import REGULARIZERS, KerasEvaluator
+from keras_cnas.training.optimizer import RCAS_RECIPE, OptimizerRecipe
 from keras_cnas.training.tabular import (
     TABULAR_BENCHMARKS,
     TabularBenchmark,
@@ -27,6 +28,10 @@ _LAZY = {
     "NanGuard": "keras_cnas.training.callbacks",
     "TractionCallback": "keras_cnas.training.callbacks",
     "TrialTimeLimit": "keras_cnas.training.callbacks",
+    "RewardPenalty": "keras_cnas.training.reward",
+    "BEnasConfig": "keras_cnas.training.benas",
+    "BEnasSearch": "keras_cnas.training.benas",
+    "SharedCellSupernet": "keras_cnas.training.supernet",
     "Ensemble": "keras_cnas.training.ensemble",
     "majority_vote": "keras_cnas.training.ensemble",
 }
@@ -36,8 +41,8 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
-    "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
-    "Evaluator", "KerasEvaluator", "NanGuard", "TabularBenchmark", "TabularEvaluator",
+    "BEnasConfig", "BEnasSearch", "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
+    "Evaluator", "KerasEvaluator", "NanGuard", "OptimizerRecipe", "RCAS_RECIPE", "RewardPenalty", "SharedCellSupernet", "TabularBenchmark", "TabularEvaluator",
     "TractionCallback", "TrialTimeLimit", "load_npz", "load_table",
     "majority_vote", "save_npz", "tabular_problem",
 ]

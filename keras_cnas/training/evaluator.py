@@ -30,6 +30,7 @@ from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
 from keras_cnas.training.datasource import DataSource, cache_file_name, remember, save_npz
+from keras_cnas.training.optimizer import OptimizerRecipe
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
 
 if TYPE_CHECKING:
@@ -119,7 +120,14 @@ class KerasEvaluator(Evaluator):
             process; call :meth:`portable` before handing the evaluator to workers), a
             :class:`~keras_cnas.training.datasource.DataSource`, or its config dict (e.g.
             ``{"name": "digits"}``). A source is loaded lazily, once per process.
-        learning_rate: Adam's step size (MIT-LL: 5e-4).
+        learning_rate: the initial step size (MIT-LL, Adam: 5e-4; RCAS, SGD: 0.1).
+        optimizer: ``"adam"`` (MIT-LL) or ``"sgd_nesterov"`` (RCAS §4.1); see
+            :class:`~keras_cnas.training.optimizer.OptimizerRecipe` and its ``RCAS_RECIPE``.
+        momentum: SGD's momentum (RCAS: 0.9).
+        weight_decay: decoupled weight decay on kernels (RCAS: 4e-5); 0: none.
+        lr_decay_epochs: 0-based epochs at which the learning rate is multiplied by
+            ``lr_decay_factor`` (RCAS: 4, 7, 9 of 10 epochs); empty: constant.
+        lr_decay_factor: the step decay's multiplier (RCAS: 0.1).
         batch_size: mini-batch size (MIT-LL: 128).
         augment: apply the dataset's training augmentation (flip / pad-and-crop / jitter).
         traction_epochs: epochs of a ``"traction"`` candidate (§3.4); None for no epoch
@@ -176,7 +184,9 @@ class KerasEvaluator(Evaluator):
     reported_costs = ("train_seconds",)
 
     def __init__(self, data: Dataset | DataSource | Mapping[str, Any], *,
-                 learning_rate: float = 5e-4, batch_size: int = 128, augment: bool = True,
+                 learning_rate: float = 5e-4, optimizer: str = "adam", momentum: float = 0.9,
+                 weight_decay: float = 0.0, lr_decay_epochs: Sequence[int] = (),
+                 lr_decay_factor: float = 0.1, batch_size: int = 128, augment: bool = True,
                  traction_epochs: int | None = 3, traction_steps: int | None = None,
                  full_epochs: int = 30, patience: int = 5, beta: float = 5e-5,
                  regularizer: str = "params_k", time_limit_seconds: float | None = None,
@@ -199,7 +209,10 @@ class KerasEvaluator(Evaluator):
             raise ValueError(
                 f"data: expected a keras_cnas.data.Dataset, a DataSource or its config dict "
                 f"(e.g. {{'name': 'digits'}}), got {type(data).__name__}")
-        _number("learning_rate", learning_rate, positive=True, example="5e-4")
+        self.recipe = OptimizerRecipe(optimizer, learning_rate, momentum=momentum,
+                                      weight_decay=weight_decay,
+                                      lr_decay_epochs=tuple(lr_decay_epochs),
+                                      lr_decay_factor=lr_decay_factor)
         _positive_int("batch_size", batch_size)
         if not isinstance(augment, bool):
             raise ValueError(f"augment: expected True or False, got {augment!r}")
@@ -219,7 +232,7 @@ class KerasEvaluator(Evaluator):
             raise ValueError(f"save_models: expected True or False, got {save_models!r}")
         measure = _measured_costs(measure, export_quantize)
         _positive_int("latency_runs", latency_runs)
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = self.recipe.learning_rate
         self.batch_size = batch_size
         self.augment = augment
         self.traction_epochs = traction_epochs
@@ -289,7 +302,8 @@ class KerasEvaluator(Evaluator):
     # --- configuration -------------------------------------------------------------------
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "batch_size": self.batch_size,
+        recipe = self.recipe.get_config()
+        return {**recipe, "batch_size": self.batch_size,
                 "augment": self.augment, "traction_epochs": self.traction_epochs,
                 "traction_steps": self.traction_steps, "full_epochs": self.full_epochs,
                 "patience": self.patience, "beta": self.beta, "regularizer": self.regularizer,
@@ -482,15 +496,13 @@ class KerasEvaluator(Evaluator):
     def _fit(self, model: "keras.Model", data: Dataset, split: str, epochs: int, seed: int,
              callbacks: Sequence["keras.callbacks.Callback"], *,
              validate: bool) -> dict[str, list[float]]:
-        from keras_cnas._keras import keras
-
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+        model.compile(optimizer=self.recipe.make_optimizer(),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         history = model.fit(
             data.tf_dataset(split, batch_size=self.batch_size, augment=self.augment, seed=seed),
             validation_data=(data.tf_dataset("validation", batch_size=self.batch_size)
                              if validate else None),
-            epochs=epochs, callbacks=list(callbacks), verbose=self.verbose)
+            epochs=epochs, callbacks=[*self.recipe.callbacks(), *callbacks], verbose=self.verbose)
         return history.history
 
 

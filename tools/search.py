@@ -210,7 +210,7 @@ def main(argv):
         if benas:
             result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
                                   overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
-                                  config_extra={"flags": values})
+                                  config_extra={"flags": values}, runner=runner)
         else:
             result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
                                  max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,

@@ -138,6 +138,7 @@ class Strategy(abc.ABC):
             self.consecutive_rejections = 0
             return True
         costs = self.context.estimate(spec).as_dict()
+        self.last_costs = costs  # for a strategy that prices a rejection (Reinforce)
         for name in constraints.bounds:
             if costs.get(name) is not None:
                 self.cheapest[name] = min(self.cheapest.get(name, float("inf")), costs[name])

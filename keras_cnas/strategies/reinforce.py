@@ -215,8 +215,10 @@ class Reinforce(Strategy):
                     return None
                 continue
             if not self.feasible(spec):
-                costs = self.context.estimate(spec).as_dict()
-                self.policy.learn(decisions, -self.alpha * self.rule.penalty(costs), entropy)
+                # feasible() estimated it once (the engine logs each estimate made during
+                # ask as one rejected proposal): reuse those costs.
+                self.policy.learn(decisions, -self.alpha * self.rule.penalty(self.last_costs),
+                                  entropy)
                 continue
             self.asked += 1
             self._asked.add(key)

@@ -189,7 +189,7 @@ class BEnasSearch:
     def run(self, data: Dataset, search_dir: str | os.PathLike[str], *, evaluator: Any,
             resume: bool = False, overwrite: bool = False, finalize: bool = True,
             verbose: bool = True, say: Callable[[str], None] = print,
-            config_extra: Mapping[str, Any] | None = None) -> Any:
+            config_extra: Mapping[str, Any] | None = None, runner: Any = None) -> Any:
         """Searches, selects a cell and trains its final network; returns the final
         ``SearchResult`` (``.best`` is the chosen cell's final network).
 
@@ -200,6 +200,9 @@ class BEnasSearch:
             resume: continue from the last finished epoch in ``search_dir``.
             overwrite: start over, deleting an earlier search there.
             finalize: retrain the final network on train + validation into ``best/``.
+            config_extra: settings recorded in ``summary.json`` (e.g. the flags).
+            runner: where the final network trains (default in this process); the
+                weight-sharing phase always runs here, on one shared model.
         """
         from keras_cnas.engine import SearchDirError, search
         from keras_cnas.strategies.fixed import FixedSpecs
@@ -222,7 +225,8 @@ class BEnasSearch:
         final = self.final_space.net(selected["cell"])
         say(f"B-ENAS chose cell {final.cell.key()}: final network {final.describe()}")
         return search(self.final_space, self.constraints, strategy=FixedSpecs([final], phase="final"),
-                      evaluator=evaluator, search_dir=search_dir, seed=self.config.seed,
+                      evaluator=evaluator, search_dir=search_dir, runner=runner,
+                      seed=self.config.seed,
                       resume=resume, overwrite=overwrite, finalize=finalize, verbose=verbose,
                       config_extra={**(config_extra or {}), "benas": self.config.to_dict()})
 

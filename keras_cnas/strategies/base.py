@@ -145,11 +145,17 @@ class Strategy(abc.ABC):
         if constraints.satisfied(costs):
             self.consecutive_rejections = 0
             return True
+        self.count_rejection()
+        return False
+
+    def count_rejection(self, message: Callable[[], str] | None = None) -> None:
+        """Counts one rejected proposal; after ``max_rejections`` in a row raises
+        :class:`InfeasibleConstraintsError` with ``message()`` (default: the bounds and the
+        cheapest costs seen)."""
         self.rejections += 1
         self.consecutive_rejections += 1
         if self.consecutive_rejections >= self.max_rejections:
-            raise InfeasibleConstraintsError(self.infeasible_message())
-        return False
+            raise InfeasibleConstraintsError((message or self.infeasible_message)())
 
     def infeasible_message(self) -> str:
         bounds = self.context.constraints.bounds

@@ -202,7 +202,10 @@ class Reinforce(Strategy):
             except InvalidSpecError as e:
                 # Not an architecture at all: the worst penalty, never trained.
                 self.policy.learn(decisions, -self.alpha * (9 * self.beta + 1), entropy)
-                self._reject(f"invalid decisions {decisions}: {e}")
+                reason = f"invalid decisions {decisions}: {e}"
+                self.count_rejection(lambda: (
+                    f"reinforce: {self.max_rejections} samples in a row were invalid or "
+                    f"infeasible (last: {reason}); relax the constraints or shrink the space"))
                 continue
             key = spec.key()
             if key in self._asked:
@@ -224,16 +227,6 @@ class Reinforce(Strategy):
             self._asked.add(key)
             return Candidate(spec, self.fidelity, "policy",
                              {"decisions": decisions, "entropy": entropy})
-
-    def _reject(self, reason: str) -> None:
-        self.rejections += 1
-        self.consecutive_rejections += 1
-        if self.consecutive_rejections >= self.max_rejections:
-            from keras_cnas.errors import InfeasibleConstraintsError
-
-            raise InfeasibleConstraintsError(
-                f"reinforce: {self.max_rejections} samples in a row were invalid or infeasible "
-                f"(last: {reason}); relax the constraints or shrink the space")
 
     def tell(self, trial: Trial) -> None:
         decisions = trial.info.get("decisions")

@@ -57,12 +57,12 @@ def test_a_saved_model_is_a_baseline_too(resnet_run, tmp_path):
     out = tmp_path / "again"
     result = run_tool(f"--baseline={resnet_run / 'baseline'}", "--dataset=digits",
                       "--method=morphnet", "--params_fraction=0.5", "--epochs=1",
-                      "--finetune_epochs=0", f"--out_dir={out}")
+                      "--min_width=0.5", "--finetune_epochs=0", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["target"] == {"params": 0.5} and summary["target_met"] is True
     assert summary["costs"]["params"] <= 0.5 * summary["baseline_costs"]["params"]
-    assert "multiplier" in summary["strength"]
+    assert "multiplier" in summary["strength"] and summary["config"]["min_width"] == 0.5
     assert "baseline" not in {p.name for p in out.iterdir()}  # nothing retrained
     assert "wrote" in result.stdout
 
@@ -73,6 +73,8 @@ def test_a_saved_model_is_a_baseline_too(resnet_run, tmp_path):
     (["--baseline=resnet21"], "depth: a CIFAR ResNet has 6n \\+ 2 layers"),
     (["--baseline=no/such/model"], "not resnet<depth> .* and not a .keras file"),
     (["--sparsity_m_by_n=4,2"], "--sparsity_m_by_n: expected 0 < m < n"),
+    (["--min_width=0.3"], "--min_width: only --method=morphnet keeps a width floor, got "
+                          "--method=group_lasso"),
 ])
 def test_bad_flags_exit_non_zero_with_the_reason(args, message, tmp_path):
     base = {"--baseline": "resnet8", "--out_dir": str(tmp_path / "x")}

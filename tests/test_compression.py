@@ -102,6 +102,40 @@ def test_group_lasso_drives_whole_filters_to_exactly_zero_on_a_toy_problem():
                                model.predict(data.x_test[:64], verbose=0), atol=1e-6)
 
 
+def test_exempt_units_keep_every_group_and_the_residual_streams_alive():
+    """An overwhelming penalty zeroes every gamma, which makes a residual network's output
+    independent of its input (and gets no gradient back); with ``exempt`` the strongest
+    units of each group pass through the proximal step untouched and the rest go to zero."""
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 32, 32, 3)).astype("float32")
+    outputs = {}
+    for exempt in (None, 2):
+        model = cnas.build_model(reference.resnet_cifar(8, (32, 32, 3), 3, width=4))
+        for layer in model.layers:  # distinct gammas: no ties among the strongest units
+            if isinstance(layer, L.BatchNormalization):
+                layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
+        graph = ChannelGraph(model)
+        lasso = ChannelGroupLasso(model, graph, l=1e6, parameters="gamma",
+                                  exempt=None if exempt is None else [exempt] * len(graph.prunable))
+        before = lasso.norms()
+        ProximalStep(lasso).apply(1.0)
+        after = lasso.norms()
+        for b, a in zip(before, after):
+            strongest = np.argsort(-b)[:exempt or 0]
+            np.testing.assert_allclose(a[strongest], b[strongest], rtol=1e-6)
+            assert not np.delete(a, strongest).any()
+        outputs[exempt] = model(x, training=False).numpy()
+    np.testing.assert_allclose(outputs[None][0], outputs[None][1], atol=1e-6)  # dead
+    assert np.abs(outputs[2][0] - outputs[2][1]).max() > 1e-4  # still reads its input
+    model = cnas.build_model(reference.resnet_cifar(8, (32, 32, 3), 3, width=4))
+    with pytest.raises(ValueError, match="exempt: one count in \\[0, group size\\] per "
+                                         "prunable group"):
+        ChannelGroupLasso(model, ChannelGraph(model), 1.0, exempt=[5])
+    with pytest.raises(ValueError, match="min_width: expected a fraction in \\[0, 1\\) such as "
+                                         "0.25, got 1.0"):
+        METHODS.get("morphnet")(TrainingConfig(), TrainingConfig(), min_width=1.0)
+
+
 # --- targets and selection ----------------------------------------------------------------------
 
 

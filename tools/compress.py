@@ -68,6 +68,9 @@ flags.DEFINE_float("learning_rate", None, "Learning rate of the sparsity trainin
 flags.DEFINE_float("strength", None, "The method's starting strength (group_lasso, morphnet: "
                    "proximal shrink per round; vardrop: KL weight); default: the method's.",
                    lower_bound=1e-12)
+flags.DEFINE_float("min_width", None, "morphnet: fraction of every channel group kept alive "
+                   "and exempt from the penalty (0: MorphNet's rule unchanged); default 0.25.",
+                   lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_integer("steps", 3, "synthesis: steps to the target.", lower_bound=1)
 flags.DEFINE_float("tolerance", None, "synthesis: largest validation-accuracy drop allowed.",
                    lower_bound=0.0, upper_bound=1.0)
@@ -100,8 +103,8 @@ def main(argv):
     cli.check_baseline(FLAGS.baseline)
     target = cli.make_target(values)
     m_by_n = cli.parse_m_by_n(FLAGS.sparsity_m_by_n)
+    method = cli.make_method(FLAGS.method, values)  # (loads TensorFlow)
     out = cli.prepare_out_dir(FLAGS.out_dir, FLAGS.overwrite)
-    method = cli.make_method(FLAGS.method, values)
     cli.write_json(out / "flags.json", values)
 
     from keras_cnas.compression import ToleranceExceededError, UnsupportedModelError

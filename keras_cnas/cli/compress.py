@@ -132,6 +132,11 @@ def make_method(name: str, flags: Mapping[str, Any]) -> Any:
         extra["tolerance"] = flags.get("tolerance")
     elif flags.get("tolerance") is not None:
         raise app.UsageError("--tolerance: only --method=synthesis checks an accuracy tolerance")
+    if flags.get("min_width") is not None:
+        if name != "morphnet":
+            raise app.UsageError(f"--min_width: only --method=morphnet keeps a width floor, "
+                                 f"got --method={name}")
+        extra["min_width"] = flags["min_width"]
     try:
         return cls(training, finetune, **extra)
     except ValueError as e:

@@ -109,6 +109,11 @@ class ChannelGroupLasso:
             BatchNorm is (MorphNet's L1 on gamma).
         unit_weights: per prunable group, a weight for its units (MorphNet: the FLOPs a
             unit costs); default 1.
+        exempt: per prunable group, how many of its units each proximal step leaves
+            alone: the ones with the largest norms at that step (default 0). A floor that
+            keeps every group's strongest units trained as they are, so that no group, and
+            no residual stream, is zeroed whole while the rest of the network still needs
+            it (a zeroed BatchNorm channel gets no gradient and never returns).
 
     Attributes:
         units: ``(group index, unit)`` of each regularised unit, in order.
@@ -116,7 +121,8 @@ class ChannelGroupLasso:
 
     def __init__(self, model: Any, graph: ChannelGraph, l: float, *,
                  parameters: str = "gamma_beta",
-                 unit_weights: Sequence[float] | None = None):
+                 unit_weights: Sequence[float] | None = None,
+                 exempt: Sequence[int] | None = None):
         if parameters not in ("gamma_beta", "gamma"):
             raise ValueError(f"parameters: expected 'gamma_beta' or 'gamma', got {parameters!r}")
         if isinstance(l, bool) or not isinstance(l, (int, float)) or not np.isfinite(l) or l < 0:
@@ -134,6 +140,14 @@ class ChannelGroupLasso:
                                  f"got {len(unit_weights)}")
             for group, w in zip(groups, unit_weights):
                 weights[offsets[group.index]:offsets[group.index] + group.size] = w
+        if exempt is not None and (len(exempt) != len(groups) or any(
+                isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= g.size
+                for g, k in zip(groups, exempt))):
+            raise ValueError(f"exempt: one count in [0, group size] per prunable group "
+                             f"({len(groups)}), got {exempt!r}")
+        # (offset, size, exempt count) of every prunable group, in unit order.
+        self._exempt = [(offsets[g.index], g.size, int(k))
+                        for g, k in zip(groups, exempt or [0] * len(groups))]
         pieces: dict[str, tuple[Any, np.ndarray]] = {}
 
         def add(variable: Any, ids: np.ndarray) -> None:
@@ -219,6 +233,14 @@ class ChannelGroupLasso:
         norms = self._norms()
         factor = tf.nn.relu(1.0 - step * self._l * self._weights / tf.maximum(norms, 1e-30))
         factor = tf.concat([factor[:-1], tf.ones((1,))], 0)  # the last id: not regularised
+        if any(k for _, _, k in self._exempt):
+            # Per group, units at or above its k-th largest norm keep factor 1 (ties too).
+            exempt = [tf.zeros((size,), tf.bool) if k == 0 else
+                      norms[offset:offset + size] >= tf.math.top_k(
+                          norms[offset:offset + size], k).values[-1]
+                      for offset, size, k in self._exempt]
+            mask = tf.concat(exempt + [tf.zeros((1,), tf.bool)], 0)
+            factor = tf.where(mask, tf.ones_like(factor), factor)
         for variable, index in self._pieces:
             variable.assign(variable * tf.gather(factor, index))
 

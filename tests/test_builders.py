@@ -49,26 +49,30 @@ def _check_exact(spec):
         report.params, report.trainable_params, report.madds), spec.to_json()
 
 
-def test_params_and_madds_are_exact_for_200_random_descriptors():
-    space = DescriptorSpace((32, 32, 3), 10)
+def _check_random_specs(space, count):
     rng = np.random.default_rng(0)
-    for _ in range(200):
+    for _ in range(count):
         _check_exact(space.sample(rng))
 
 
-def test_params_and_madds_are_exact_for_200_random_genotypes():
-    space = BlockSetSpace((32, 32, 3), 10, skeleton=COMPACT_SKELETON, block_types=COMPACT_TYPES)
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        _check_exact(space.sample(rng))
+# 60 specs of each space in the default suite; the slow suite checks 200 (the first 60 the same).
+SPEC_COUNTS = [60, pytest.param(200, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("count", SPEC_COUNTS)
+def test_params_and_madds_are_exact_for_random_descriptors(count):
+    _check_random_specs(DescriptorSpace((32, 32, 3), 10), count)
+
+
+@pytest.mark.parametrize("count", SPEC_COUNTS)
+def test_params_and_madds_are_exact_for_random_genotypes(count):
+    _check_random_specs(BlockSetSpace((32, 32, 3), 10, skeleton=COMPACT_SKELETON,
+                                      block_types=COMPACT_TYPES), count)
 
 
 @pytest.mark.slow
 def test_params_and_madds_are_exact_for_200_random_genotypes_of_the_default_space():
-    space = BlockSetSpace((32, 32, 3), 10)
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        _check_exact(space.sample(rng))
+    _check_random_specs(BlockSetSpace((32, 32, 3), 10), 200)
 
 
 def _profiler_float_ops(model: keras.Model, op_types: list[str]) -> int:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import keras_cnas as cnas
+from conftest import assert_costs_exact
 from keras_cnas._keras import keras, tf
 from keras_cnas.spaces import (
     BlockSetSpace,
@@ -25,34 +26,10 @@ COMPACT_SKELETON = Skeleton(stem_filters=16, stem_stride=2,
 COMPACT_TYPES = tuple(BlockSetSpace((8, 8, 1), 10).block_types) + (BlockType("ir_t3_k5", 3, 5),)
 
 
-def _madds_from_keras(model: keras.Model) -> int:
-    """Multiply-adds counted from the built layers' real kernels and output shapes."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
-            _, h, w, _ = layer.output_shape
-            kernel = layer.depthwise_kernel if isinstance(layer, keras.layers.DepthwiseConv2D) else layer.kernel
-            # conv kernel (kh, kw, c_in/groups, c_out): each output pixel does kh*kw*c_in/g MACs
-            # per output channel = kernel.size per pixel; depthwise (kh, kw, c, 1): likewise.
-            total += h * w * int(np.prod(kernel.shape))
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.kernel.shape))
-    return total
-
-
-def _check_exact(spec):
-    keras.backend.clear_session()
-    model = cnas.build_model(spec)
-    report = cnas.estimate(spec)
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    assert (model.count_params(), trainable, _madds_from_keras(model)) == (
-        report.params, report.trainable_params, report.madds), spec.to_json()
-
-
 def _check_random_specs(space, count):
     rng = np.random.default_rng(0)
     for _ in range(count):
-        _check_exact(space.sample(rng))
+        assert_costs_exact(space.sample(rng))
 
 
 # 60 specs of each space in the default suite; the slow suite checks 200 (the first 60 the same).

@@ -7,38 +7,13 @@ import numpy as np
 import pytest
 
 import keras_cnas as cnas
+from conftest import assert_costs_exact
 from keras_cnas._keras import keras
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces import SPACES, EnasCell, EnasCellSpace, EnasNet, Space, spec_from_json
 from keras_cnas.spaces.enas_cell import OPS, default_reduction_layers
 
 CELL = EnasCell([(0, "sep3x3", 1, "identity"), (2, "avg3x3", 1, "sep5x5"), (0, "max3x3", 2, "sep3x3")])
-
-
-def _madds_from_keras(model: keras.Model) -> int:
-    """Multiply-adds counted from the built layers' kernels and output shapes."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.SeparableConv2D):
-            _, h, w, _ = layer.output_shape
-            total += h * w * (int(np.prod(layer.depthwise_kernel.shape))
-                              + int(np.prod(layer.pointwise_kernel.shape)))
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, _ = layer.output_shape
-            total += h * w * int(np.prod(layer.kernel.shape))
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.kernel.shape))
-    return total
-
-
-def _check_exact(spec: EnasNet) -> keras.Model:
-    keras.backend.clear_session()
-    model = cnas.build_model(spec)
-    report = cnas.estimate(spec)
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    assert (model.count_params(), trainable, _madds_from_keras(model)) == (
-        report.params, report.trainable_params, report.madds), spec.to_json()
-    return model
 
 
 # --- the space ------------------------------------------------------------------------------
@@ -201,14 +176,14 @@ def test_params_and_madds_are_exact_for_random_specs(shape, layers, filters, max
                           max_blocks=max_blocks)
     rng = np.random.default_rng(layers * 100 + filters)
     for _ in range(6):
-        _check_exact(space.sample(rng))
+        assert_costs_exact(space.sample(rng))
 
 
 def test_a_cell_that_never_reads_k_minus_1_leaves_alternate_cells_out_exactly():
     spec = EnasNet((8, 8, 1), 10, [(0, "sep3x3", 0, "identity"), (2, "max3x3", 0, "avg3x3")],
                    num_layers=5, filters=4)
     assert [p.live for p in spec.layer_plan()] == [True, False, True, False, True]
-    model = _check_exact(spec)
+    model = assert_costs_exact(spec)
     names = {layer.name for layer in model.layers}
     assert not any(n.startswith(("cell_1_", "cell_3_")) for n in names)
     assert "cell_2_calib0_reduce_path1" in names  # cell 2 reads cell 0 across reduction 1
@@ -235,7 +210,7 @@ def test_every_op_and_calibration_is_exact_and_exports_to_tflite_float_and_int8(
     spec = EnasNet((8, 8, 1), 4, cell, num_layers=2, filters=4, reduction_layers=(0,))
     assert [c.kind for p in spec.layer_plan() for c in p.calibrate] == [
         "conv", "conv", "reduce", "none"]
-    model = _check_exact(spec)
+    model = assert_costs_exact(spec)
     x = np.random.default_rng(0).random((64, 8, 8, 1)).astype(np.float32)
     expected = model(x, training=False).numpy()
     float_out = predict_tflite(to_tflite(model, "none"), x)
@@ -260,4 +235,4 @@ def test_params_and_madds_are_exact_for_200_random_full_size_specs():
     for layers in (3, 5, 8, 11):
         space = EnasCellSpace((16, 16, 3), 10, num_layers=layers, filters=6)
         for _ in range(50):
-            _check_exact(space.sample(rng))
+            assert_costs_exact(space.sample(rng))

@@ -7,8 +7,9 @@ Usage:
   python tools/export_tflite.py --model=runs/x/best --dataset=digits --max_arena_bytes=20000
 
 --model is a directory holding model.keras (a search's best/) or a .keras file. Writes
-model.tflite, labels.txt (with --dataset), model_data.h / model_data.cc (with --micro) and
-export.json to --out (default: the model's directory), and prints ONE JSON object on
+model.tflite, labels.txt (with --dataset), model_data.h / model_data.cc / model_data_ops.h
+(with --micro: the model, kTensorArenaSize, input / output scale and zero point, and the op
+resolver) and export.json to --out (default: the model's directory), and prints ONE JSON object on
 stdout: tflite_bytes, arena_bytes (with --micro or int8), latency_ms ({"xnnpack": ...,
 "builtin": ...}, median), keras_accuracy, tflite_accuracy, agreement (test split), ...
 Exits non-zero, with the reason and without writing anything, when the artifact breaks a
@@ -28,6 +29,7 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from keras_cnas.costs import Constraints  # noqa: E402
+from keras_cnas.costs.constraints import parse_bytes  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import QUANTIZATIONS  # noqa: E402
 
@@ -50,8 +52,15 @@ flags.DEFINE_string("out", None, "Output directory (default: the model's directo
 flags.DEFINE_integer("num_threads", 1, "Interpreter threads for latency and verification.",
                      lower_bound=1)
 flags.DEFINE_integer("latency_runs", 100, "Timed invocations per latency mode.", lower_bound=1)
-flags.DEFINE_float("max_tflite_bytes", None, "Hard bound on the .tflite size.")
-flags.DEFINE_float("max_arena_bytes", None, "Hard bound on the TFLite Micro arena.")
+flags.DEFINE_string("max_tflite_bytes", None, "Hard bound on the .tflite size: bytes, or with a "
+                    "unit (256KiB, 0.25MiB).")
+flags.DEFINE_string("max_arena_bytes", None, "Hard bound on the TFLite Micro arena: bytes, or "
+                    "with a unit (64KiB).")
+flags.DEFINE_float("max_int8_drop", None, "--quantize=int8: most accuracy points the int8 model "
+                   "may lose against Keras (validation split); above it, QAT fine-tuning for "
+                   "--qat_epochs (default 2) is tried and the better artifact kept.", lower_bound=0)
+flags.DEFINE_integer("arena_headroom", None, "--micro: bytes kTensorArenaSize adds to the "
+                     "measured arena (default max(1 KiB, 10 %)).", lower_bound=0)
 flags.DEFINE_float("max_latency_ms", None, "Hard bound on the median latency with XNNPACK.")
 
 flags.register_multi_flags_validator(
@@ -94,9 +103,10 @@ def main(argv):
                              ".keras file; pass a search's best/ directory (e.g. runs/x/best)")
     out = pathlib.Path(FLAGS.out) if FLAGS.out else (model if model.is_dir() else model.parent)
     try:
-        constraints = Constraints(max_tflite_bytes=FLAGS.max_tflite_bytes,
-                                  max_arena_bytes=FLAGS.max_arena_bytes,
-                                  max_latency_ms=FLAGS.max_latency_ms)
+        sizes = {f"max_{c}": None if FLAGS[f"max_{c}"].value is None
+                 else parse_bytes(FLAGS[f"max_{c}"].value, name=f"--max_{c}")
+                 for c in ("tflite_bytes", "arena_bytes")}
+        constraints = Constraints(**sizes, max_latency_ms=FLAGS.max_latency_ms)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
 
@@ -115,7 +125,9 @@ def main(argv):
         try:
             report = export_model(model, out, FLAGS.quantize, data, micro=FLAGS.micro,
                                   constraints=constraints, int8_io=FLAGS.int8_io,
-                                  qat=FLAGS.qat_epochs > 0, qat_epochs=max(1, FLAGS.qat_epochs),
+                                  qat=FLAGS.qat_epochs > 0, qat_epochs=FLAGS.qat_epochs or 2,
+                                  max_int8_drop=FLAGS.max_int8_drop,
+                                  arena_headroom_bytes=FLAGS.arena_headroom,
                                   num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
                                   seed=FLAGS.seed)
         except (ExportConstraintError, MicroError) as e:

@@ -59,11 +59,33 @@ flags.DEFINE_integer("filters", 20, "ENAS cell: stem width, doubled at each redu
                      lower_bound=1)
 flags.DEFINE_integer("max_blocks", 7, "ENAS cell: most blocks per cell (B-ENAS: 7).", lower_bound=2)
 # Hard constraints
+flags.DEFINE_string("device", None, "A deployment target whose budget bounds the search: "
+                    f"{', '.join(cli.DEVICE_NAMES)} (keras_cnas.devices; its SRAM and flash less "
+                    "a documented reserve give --max_arena_bytes / --max_tflite_bytes, and its "
+                    "export sets --export / --int8_io). Explicit --max_* flags override it.")
 for _cost in cli.BOUND_COSTS:
-    flags.DEFINE_float(f"max_{_cost}", None, f"Hard upper bound on {_cost}.")
+    if _cost in cli.SIZE_BOUNDS:
+        flags.DEFINE_string(f"max_{_cost}", None, f"Hard upper bound on {_cost}: bytes, or with "
+                            "a unit (64KiB, 0.25MiB, 200kB).")
+    else:
+        flags.DEFINE_float(f"max_{_cost}", None, f"Hard upper bound on {_cost}.")
 flags.DEFINE_float("max_fraction", None, "Bound memory and FLOPs at this fraction of --reference.",
                    lower_bound=1e-6)
 flags.DEFINE_string("reference", None, "A search dir or spec.json for --max_fraction.")
+flags.DEFINE_bool("int8_io", None, "int8 input and output tensors on the measured and the "
+                  "exported artifact (--export=int8; default: the --device's setting).")
+flags.DEFINE_bool("micro", False, "With --export: also write the TFLite Micro sources to best/: "
+                  "model_data.h / .cc (the model, kTensorArenaSize, input / output scale and "
+                  "zero point) and model_data_ops.h (the op resolver).")
+flags.DEFINE_float("max_int8_drop", 0.5, "With --export=int8: most test-accuracy points the "
+                   "int8 model may lose against Keras; above it the model is fine-tuned with "
+                   "quantization-aware training and re-checked before anything is written.",
+                   lower_bound=0)
+flags.DEFINE_integer("qat_epochs", 2, "Epochs of the QAT fine-tuning --max_int8_drop triggers.",
+                     lower_bound=1)
+flags.DEFINE_integer("arena_headroom", None, "Bytes kTensorArenaSize adds to the measured "
+                     "arena (default: max(1 KiB, 10 %), see keras_cnas.export.arena_headroom).",
+                     lower_bound=0)
 flags.DEFINE_enum("export", None, list(cli.EXPORT_QUANTIZATIONS),
                   "Export the best model to best/model.tflite with this quantization after the "
                   "search, re-checking the constraints; also the quantization measured bounds "
@@ -189,7 +211,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = {name: FLAGS[name].value for name in sorted(set(FLAGS) - _ABSL_FLAGS)}
-    constraints = cli.make_constraints(values)
+    constraints, bound_sources = cli.resolve_constraints(values)
+    device = cli.device_of(values)
+    if FLAGS.micro and not FLAGS.export and device is None:
+        raise app.UsageError("--micro writes the exported model's TFLite Micro sources: add "
+                             "--export=int8 (or --device=NAME)")
+    export = FLAGS.export or (device.quantize if device is not None and FLAGS.micro else None)
+    extra = {"flags": values, "bound_sources": bound_sources,
+             "device": device.to_dict() if device is not None else None}
     source = cnas.training.DataSource.registered(
         FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
         max_train_examples=FLAGS.max_train_examples)
@@ -205,17 +234,19 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     runner = make_runner()
     search_dir = pathlib.Path(FLAGS.search_dir)
-    print(f"{data.summary()}\nspace: {space!r}\nconstraints: {constraints}\nstrategy: {strategy!r}\n")
+    target = f"device: {device.describe()}\n" if device is not None else ""
+    print(f"{data.summary()}\nspace: {space!r}\n{target}constraints: {constraints}\n"
+          f"strategy: {strategy!r}\n")
     try:
         if benas:
             result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
                                   overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
-                                  config_extra={"flags": values}, runner=runner)
+                                  config_extra=extra, runner=runner)
         else:
             result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
                                  max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
                                  seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                                 finalize=FLAGS.finalize, config_extra={"flags": values})
+                                 finalize=FLAGS.finalize, config_extra=extra)
     except (cnas.InfeasibleConstraintsError, cnas.UnknownCostError, cnas.engine.SearchDirError,
             ConnectionError) as e:  # ConnectionError: no Ray cluster at --ray_address
         sys.exit(f"error: {e}")
@@ -226,15 +257,21 @@ def main(argv):
         (search_dir / "ensemble.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"ensemble of the best {len(ensemble)} trials, majority vote: test accuracy "
               f"{metrics['accuracy']:.4f}")
-    if result.best is not None and result.best_metrics:
+    if result.best is None:
+        sys.exit(f"error: {result.no_best or 'the search has no best trial'}")
+    if result.best_metrics:
         print("best model (retrained on train + validation): " + ", ".join(
             f"{k} {v:.4f}" for k, v in sorted(result.best_metrics.items()) if isinstance(v, float)))
-    if FLAGS.export and result.best is not None:
+    if export:
         from keras_cnas.export import ExportConstraintError, MicroError
 
+        _, int8_io = cli.export_settings({**values, "export": export})
         try:
-            report = cli.export_best(search_dir, FLAGS.export, data, constraints)
-        except (ExportConstraintError, MicroError, FileNotFoundError) as e:
+            report = cli.export_best(search_dir, export, data, constraints, int8_io=int8_io,
+                                     micro=FLAGS.micro, max_int8_drop=FLAGS.max_int8_drop,
+                                     qat_epochs=FLAGS.qat_epochs,
+                                     arena_headroom_bytes=FLAGS.arena_headroom, seed=FLAGS.seed)
+        except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         print(cli.export_line(report))
 

@@ -28,7 +28,7 @@ from keras_cnas.costs import estimate as analytic_estimate
 from keras_cnas.engine import summary as summaries
 from keras_cnas.engine.runners import InProcessRunner, Runner
 from keras_cnas.engine.store import TrialStore
-from keras_cnas.errors import InfeasibleConstraintsError, KerasCnasError
+from keras_cnas.errors import InfeasibleConstraintsError, KerasCnasError, NoBestTrialError
 from keras_cnas.spaces.base import Space, Spec
 from keras_cnas.strategies.base import SearchContext, Strategy
 from keras_cnas.training.base import Evaluator
@@ -55,6 +55,8 @@ class SearchResult:
         summary: the contents of ``summary.json``.
         search_dir: where everything is stored.
         best_metrics: metrics of the finalized best model (test accuracy after retraining).
+        no_best: why there is no best trial (the bound every trial broke and the closest
+            trial, or why all failed); None when there is one.
     """
 
     best: Trial | None
@@ -63,13 +65,25 @@ class SearchResult:
     summary: dict[str, Any]
     search_dir: pathlib.Path
     best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    no_best: str | None = None
 
     @property
     def best_dir(self) -> pathlib.Path:
         return self.search_dir / "best"
 
     def best_model(self):
-        """The finalized best model (``search_dir/best/model.keras``) as a tf_keras.Model."""
+        """The finalized best model (``search_dir/best/model.keras``) as a tf_keras.Model.
+
+        Raises:
+            NoBestTrialError: the search has no best trial; the message says why (e.g.
+                every trial broke ``max_arena_bytes``, and which came closest).
+            FileNotFoundError: there is a best trial but no saved model (a table-backed
+                evaluator, or ``finalize=False``).
+        """
+        if self.best is None:
+            raise NoBestTrialError(f"best_model: the search in {self.search_dir} has no best "
+                                   f"trial: {self.no_best or 'no trial succeeded'}; relax the "
+                                   "bounds or search longer")
         from keras_cnas._keras import keras
 
         path = self.best_dir / "model.keras"
@@ -306,7 +320,7 @@ class _Search:
                     elapsed = time.time() - started
                     per_trial = sum(recent) / len(recent) / max(1, runner.workers)
                     self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
-                                                      self.evaluator.objective))
+                                                      self.evaluator.objective, self.constraints))
         except InfeasibleConstraintsError as e:
             store.add_rejections(rejections.take())  # what made the search give up
             error = e
@@ -391,12 +405,15 @@ class _Search:
             (out / "costs.json").write_text(json.dumps(best.costs, indent=2, sort_keys=True) + "\n")
             (out / "trial.json").write_text(best.to_json() + "\n")
         objective = self.evaluator.objective
-        fronts = {cost: summaries.pareto_front(trials, cost, objective) for cost in summaries.PARETO_COSTS}
+        fronts = summaries.pareto_fronts(trials, objective, self.constraints)
         counts = collections.Counter(t.status.value for t in trials)
+        no_best = summaries.no_best_reason(trials, self.constraints)
         summary = {
             "best": None if best is None else {
                 "id": best.id, "spec": best.spec.to_dict(), "metrics": best.metrics,
                 "costs": best.costs, "final_metrics": best_metrics},
+            "no_best": no_best,
+            "bounded_costs": summaries.bounded_costs(best, self.constraints),
             "pareto_front": fronts,
             "num_trials": len(trials),
             "status_counts": dict(counts),
@@ -410,10 +427,12 @@ class _Search:
         (self.search_dir / "summary.json").write_text(
             json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
         if self.verbose:
-            print(f"\n{summaries.top_table(trials, objective)}\n")
+            print(f"\n{summaries.top_table(trials, objective, constraints=self.constraints)}\n")
             if best is not None:
                 print(f"best: trial {best.id}; summary in {self.search_dir / 'summary.json'}")
-        return SearchResult(best, trials, fronts, summary, self.search_dir, best_metrics)
+            elif no_best:
+                print(f"no best trial: {no_best}")
+        return SearchResult(best, trials, fronts, summary, self.search_dir, best_metrics, no_best)
 
     def _say(self, line: str) -> None:
         if self.verbose:

@@ -29,8 +29,8 @@ from keras_cnas.export.verify import verify
 if TYPE_CHECKING:
     from keras_cnas._keras import keras
 
-__all__ = ["MEASURED_COSTS", "ExportConstraintError", "export_model", "load_saved_model",
-           "measure_costs"]
+__all__ = ["DEFAULT_MAX_INT8_DROP", "MEASURED_COSTS", "ExportConstraintError", "export_model",
+           "load_saved_model", "measure_costs"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ TFLITE_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
 C_ARRAY_NAME = "model_data"
 REPORT_FILE = "export.json"
+#: Accuracy points an int8 export may lose against Keras before QAT fine-tuning is tried.
+DEFAULT_MAX_INT8_DROP = 0.5
 
 
 class ExportConstraintError(KerasCnasError, RuntimeError):
@@ -132,7 +134,8 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
                  data: Dataset | tuple[np.ndarray, np.ndarray] | None = None,
                  micro: bool = False, constraints: Constraints | None = None,
                  class_names: Sequence[str] | None = None, *, int8_io: bool = False,
-                 qat: bool = False, qat_epochs: int = 2,
+                 qat: bool = False, qat_epochs: int = 2, max_int8_drop: float | None = None,
+                 arena_headroom_bytes: int | None = None,
                  representative_data: Dataset | np.ndarray | None = None,
                  num_threads: int = 1, latency_runs: int = 100, latency_warmup: int = 10,
                  seed: int = 0) -> dict[str, Any]:
@@ -140,8 +143,16 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
 
     Files in ``out_dir`` (created if needed): ``model.tflite``; ``labels.txt`` (one class
     name per line, as Android's TFLite task libraries read it) when class names are known;
-    ``model_data.h`` / ``model_data.cc`` (the flatbuffer as a C array for TFLite Micro)
-    with ``micro=True``; ``export.json`` (the returned report).
+    ``model_data.h`` / ``model_data.cc`` (the flatbuffer as a C array for TFLite Micro, with
+    ``kTensorArenaSize`` = the measured arena + headroom and the input / output scale and
+    zero point) and ``model_data_ops.h`` (a ``tflite::MicroMutableOpResolver<N>`` with
+    exactly the model's operators) with ``micro=True``; ``export.json`` (the returned report).
+
+    Int8 accuracy: with ``max_int8_drop`` (accuracy points), an int8 export of a Dataset
+    compares the artifact with Keras on the validation split (the test split if there is
+    none); above the tolerance the model is fine-tuned with quantization-aware training for
+    ``qat_epochs``, converted and checked again, and the better artifact is kept. The report's
+    ``int8_check`` says what happened.
 
     Args:
         model: a ``tf_keras`` model, a ``.keras`` file, or a directory holding
@@ -161,7 +172,11 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         class_names: one name per class; default: ``data.class_names`` of a Dataset.
         int8_io: int8 input and output (``"int8"`` only).
         qat: quantization-aware fine-tuning for ``qat_epochs`` before converting.
-        qat_epochs: epochs of QAT.
+        qat_epochs: epochs of QAT (also of the fine-tuning ``max_int8_drop`` triggers).
+        max_int8_drop: most accuracy points int8 may lose against Keras before QAT is tried
+            (the search's export uses :data:`DEFAULT_MAX_INT8_DROP`); None: no check.
+        arena_headroom_bytes: bytes ``kTensorArenaSize`` adds to the measured arena; default
+            :func:`~keras_cnas.export.c_array.arena_headroom` (max(1 KiB, 10 %)).
         representative_data: calibration inputs, if not ``data``.
         num_threads: interpreter threads for verification and latency.
         latency_runs, latency_warmup: timed / untimed invocations per latency mode.
@@ -228,12 +243,25 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
 
     from keras_cnas.export.convert import strip_wrappers
 
+    if max_int8_drop is not None and (isinstance(max_int8_drop, bool) or not isinstance(
+            max_int8_drop, (int, float)) or not max_int8_drop >= 0):
+        raise ValueError(f"max_int8_drop: expected accuracy points >= 0 such as 0.5, got "
+                         f"{max_int8_drop!r}")
     model = strip_wrappers(model)
-    tflite = to_tflite(model, quantize, representative_data if representative_data is not None
-                       else data, int8_io, qat=qat, qat_epochs=qat_epochs, seed=seed)
-    report: dict[str, Any] = {"quantize": quantize, "int8_io": int8_io, "qat": qat, "micro": micro,
-                              "tflite_bytes": len(tflite), "arena_bytes": None,
-                              "arena_bytes_estimate": None}
+    calibration = representative_data if representative_data is not None else data
+    tflite = to_tflite(model, quantize, calibration, int8_io, qat=qat, qat_epochs=qat_epochs,
+                       seed=seed)
+    int8_check = None
+    if quantize == "int8" and max_int8_drop is not None and isinstance(data, Dataset):
+        tflite, int8_check = _protect_int8(tflite, model, data, calibration, int8_io, qat,
+                                           qat_epochs, float(max_int8_drop), num_threads, seed)
+    report: dict[str, Any] = {"quantize": quantize, "int8_io": int8_io,
+                              "qat": qat or bool(int8_check and int8_check["qat_kept"]),
+                              "micro": micro, "tflite_bytes": len(tflite), "arena_bytes": None,
+                              "arena_bytes_estimate": None, "int8_check": int8_check}
+    from keras_cnas.export.c_array import io_tensors
+
+    report["input"], report["output"] = (t.to_dict() for t in io_tensors(tflite))
     if want_arena:
         from keras_cnas.export.micro import check_micro_compatible, micro_arena_bytes
 
@@ -270,13 +298,17 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         files["labels"] = out / LABELS_FILE
         files["labels"].write_text("".join(f"{name}\n" for name in class_names))
     if micro:
-        from keras_cnas.export.c_array import to_c_array
+        from keras_cnas.export.c_array import op_resolver_header, tensor_arena_size, to_c_array
 
-        header, source = to_c_array(tflite, name=C_ARRAY_NAME)
+        header, source = to_c_array(tflite, name=C_ARRAY_NAME, arena_bytes=report["arena_bytes"],
+                                    arena_headroom_bytes=arena_headroom_bytes)
+        report["tensor_arena_size"] = tensor_arena_size(report["arena_bytes"], arena_headroom_bytes)
         files["c_header"] = out / f"{C_ARRAY_NAME}.h"
         files["c_source"] = out / f"{C_ARRAY_NAME}.cc"
+        files["op_resolver"] = out / f"{C_ARRAY_NAME}_ops.h"
         files["c_header"].write_text(header)
         files["c_source"].write_text(source)
+        files["op_resolver"].write_text(op_resolver_header(tflite, name=C_ARRAY_NAME))
     report["files"] = {kind: str(path) for kind, path in files.items()}
     report["out_dir"] = str(out)
     (out / REPORT_FILE).write_text(json.dumps(_finite(report), indent=2, sort_keys=True) + "\n")
@@ -284,6 +316,44 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _protect_int8(tflite: bytes, model: Any, data: Dataset, calibration: Any, int8_io: bool,
+                  qat: bool, qat_epochs: int, max_drop: float, num_threads: int,
+                  seed: int) -> tuple[bytes, dict[str, Any]]:
+    """The int8 artifact whose accuracy drop against Keras is within ``max_drop`` points if
+    QAT gets it there (else the better of the two), and what was checked."""
+    has_val = len(data.x_val) > 0
+    split = (data.x_val, data.y_val) if has_val else (data.x_test, data.y_test)
+    check: dict[str, Any] = {"split": "validation" if has_val else "test",
+                             "max_drop_points": max_drop, "qat_tried": False, "qat_kept": qat}
+
+    def drop(flatbuffer: bytes) -> tuple[float, float, float]:
+        r = verify(flatbuffer, split, model, num_threads=num_threads)
+        return 100.0 * (r.keras_accuracy - r.tflite_accuracy), r.keras_accuracy, r.tflite_accuracy
+
+    points, keras_acc, int8_acc = drop(tflite)
+    check.update(keras_accuracy=keras_acc, int8_accuracy=int8_acc, drop_points=points)
+    if points > max_drop and not qat:
+        logger.info("export: int8 loses %.2f points (> %.2f); fine-tuning with QAT", points,
+                    max_drop)
+        qat_tflite = to_tflite(model, "int8", calibration, int8_io, qat=True, qat_data=data,
+                               qat_epochs=qat_epochs, seed=seed)
+        qat_points, _, qat_acc = drop(qat_tflite)
+        check.update(qat_tried=True, qat_epochs=qat_epochs, ptq_drop_points=points,
+                     qat_drop_points=qat_points, qat_int8_accuracy=qat_acc)
+        if qat_points < points:
+            tflite, points, int8_acc = qat_tflite, qat_points, qat_acc
+            check.update(qat_kept=True, int8_accuracy=qat_acc, drop_points=qat_points)
+    check["within"] = points <= max_drop
+    how = (f"after QAT ({check['ptq_drop_points']:+.2f} without)" if check["qat_kept"] and
+           check["qat_tried"] else "post-training" + (" (QAT did not help)" if check["qat_tried"]
+                                                        else ""))
+    check["summary"] = (f"int8 drop {points:.2f} points on the {check['split']} split {how}, "
+                        f"{'within' if check['within'] else 'ABOVE'} --max_int8_drop={max_drop:g}")
+    if not check["within"]:
+        logger.warning("export: %s", check["summary"])
+    return tflite, check
 
 
 # Class names of tfmot's wrappers, which loading needs tfmot's custom-object scopes for.

@@ -156,6 +156,8 @@ class KerasEvaluator(Evaluator):
         export_quantize: the quantization of the measured artifact (``"int8"``: what a
             microcontroller runs; ``"arena_bytes"`` cannot be measured on ``"dynamic"`` or
             ``"float16"``, which TFLite Micro cannot run).
+        export_int8_io: int8 input and output tensors on the measured artifact (``"int8"``
+            only), so that what is checked during the search is what a firmware ships.
         latency_runs: timed invocations per ``latency_ms`` measurement.
         verbose: Keras verbosity.
 
@@ -191,7 +193,8 @@ class KerasEvaluator(Evaluator):
                  full_epochs: int = 30, patience: int = 5, beta: float = 5e-5,
                  regularizer: str = "params_k", time_limit_seconds: float | None = None,
                  save_models: bool = False, measure: Sequence[str] = (),
-                 export_quantize: str = "int8", latency_runs: int = 50, verbose: int = 0):
+                 export_quantize: str = "int8", export_int8_io: bool = False,
+                 latency_runs: int = 50, verbose: int = 0):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
             self._dataset: Dataset | None = data
@@ -231,6 +234,9 @@ class KerasEvaluator(Evaluator):
         if not isinstance(save_models, bool):
             raise ValueError(f"save_models: expected True or False, got {save_models!r}")
         measure = _measured_costs(measure, export_quantize)
+        if not isinstance(export_int8_io, bool) or (export_int8_io and export_quantize != "int8"):
+            raise ValueError(f"export_int8_io: expected True (with export_quantize='int8') or "
+                             f"False, got {export_int8_io!r} with {export_quantize!r}")
         _positive_int("latency_runs", latency_runs)
         self.learning_rate = self.recipe.learning_rate
         self.batch_size = batch_size
@@ -245,6 +251,7 @@ class KerasEvaluator(Evaluator):
         self.save_models = save_models
         self.measure = measure
         self.export_quantize = export_quantize
+        self.export_int8_io = export_int8_io
         self.latency_runs = latency_runs
         # Instance attribute: the constraints may bound exactly the costs measured here.
         self.reported_costs = ("train_seconds", *measure)
@@ -309,7 +316,8 @@ class KerasEvaluator(Evaluator):
                 "patience": self.patience, "beta": self.beta, "regularizer": self.regularizer,
                 "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
                 "measure": list(self.measure), "export_quantize": self.export_quantize,
-                "latency_runs": self.latency_runs, "verbose": self.verbose}
+                "export_int8_io": self.export_int8_io, "latency_runs": self.latency_runs,
+                "verbose": self.verbose}
 
     def get_config(self) -> dict[str, Any]:
         """JSON-compatible constructor arguments.
@@ -470,7 +478,7 @@ class KerasEvaluator(Evaluator):
 
         flatbuffer = to_tflite(model, self.export_quantize,
                                representative_data=data if self.export_quantize == "int8" else None,
-                               seed=seed)
+                               int8_io=self.export_int8_io, seed=seed)
         return measure_costs(flatbuffer, self.measure, latency_runs=self.latency_runs,
                              latency_warmup=min(5, self.latency_runs))
 

@@ -222,7 +222,10 @@ def main(argv):
     source = cnas.training.DataSource.registered(
         FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
         max_train_examples=FLAGS.max_train_examples)
-    data = source.load()  # cached per process: the evaluator reuses it, workers reload it
+    try:
+        data = source.load()  # cached per process: the evaluator reuses it, workers reload it
+    except cnas.DataError as e:
+        raise app.UsageError(f"--dataset={FLAGS.dataset} --data_dir={FLAGS.data_dir}: {e}") from None
     space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
     benas = FLAGS.strategy == "benas"
     strategy = (cli.make_benas(space, constraints, values) if benas

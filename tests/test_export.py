@@ -344,3 +344,26 @@ def test_the_lists_of_quantizations_and_measured_costs_agree_across_layers():
 
     assert cli.EXPORT_QUANTIZATIONS == evaluator.EXPORT_QUANTIZATIONS == QUANTIZATIONS
     assert cli.MEASURED_BOUNDS == evaluator.MEASURABLE_COSTS == MEASURED_COSTS
+
+
+def test_an_int8_drop_above_the_tolerance_is_fine_tuned_with_qat_and_rechecked(trained, digits,
+                                                                               tmp_path):
+    # Calibrating on blank images clips every real activation: post-training int8 collapses.
+    blank = np.zeros((50, 8, 8, 1), np.float32)
+    report = export_model(trained, tmp_path, "int8", digits, representative_data=blank,
+                          max_int8_drop=0.5, qat_epochs=2, latency_runs=5)
+    check = report["int8_check"]
+    assert check["qat_tried"] and check["ptq_drop_points"] > 5
+    assert check["qat_kept"] and check["drop_points"] == check["qat_drop_points"]
+    assert check["drop_points"] < check["ptq_drop_points"] and report["qat"] is True
+    assert check["summary"].startswith(f"int8 drop {check['drop_points']:.2f} points on the "
+                                       "validation split after QAT")
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved["int8_check"]["qat_kept"] is True
+
+
+def test_an_int8_drop_within_the_tolerance_keeps_post_training_quantization(trained, digits,
+                                                                           tmp_path):
+    report = export_model(trained, tmp_path, "int8", digits, max_int8_drop=100.0, latency_runs=5)
+    assert report["int8_check"]["within"] and not report["int8_check"]["qat_tried"]
+    assert report["qat"] is False

@@ -105,23 +105,29 @@ def test_the_example_compiles_against_tflite_micro(exported, tmp_path):
 @pytest.mark.skipif(_tflm_flags() is None or not os.environ.get("TFLM_LIB"),
                     reason=NO_TFLM + "; TFLM_LIB (examples/micro/build_tflm.sh) links it")
 def test_the_example_runs_one_inference_like_litert(exported, tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     out, report, data = exported
     scale, zero = report["input"]["scale"], report["input"]["zero_point"]
     image = np.clip(np.round(data.x_test[:1] / scale + zero), -128, 127).astype(np.int8)
     (tmp_path / "input.bin").write_bytes(image.tobytes())
-    done = subprocess.run(["make", "-C", str(EXAMPLE), "run", f"MODEL_DIR={out}", f"OUT={tmp_path}",
-                           f"TFLM_LIB={os.environ['TFLM_LIB']}", f"INPUT={tmp_path / 'input.bin'}",
-                           *_tflm_flags()], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(["make", "-C", str(EXAMPLE), "micro_example", f"MODEL_DIR={out}",
+                            f"OUT={tmp_path}", f"TFLM_LIB={os.environ['TFLM_LIB']}",
+                            *_tflm_flags()], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    done = subprocess.run([str(tmp_path / "micro_example"), str(tmp_path / "input.bin")],
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
-    micro = np.array([float(v) for v in done.stdout.split()[-10:]])
-    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    micro = np.array([float(v) for v in done.stdout.split()])
+    assert micro.shape == (10,)
+    # LiteRT's reference kernels compute what TFLite Micro's do, bit for bit (XNNPACK rounds
+    # differently: up to 6 output steps on 17 of 200 MNIST images, docs/results.md).
+    interpreter = Interpreter(model_path=str(out / "model.tflite"),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
     interpreter.invoke()
     q = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].astype(np.float64)
     litert = report["output"]["scale"] * (q - report["output"]["zero_point"])
-    assert np.abs(micro - litert).max() <= report["output"]["scale"] + 1e-6
-    assert micro.argmax() == litert.argmax()
+    np.testing.assert_allclose(micro, litert, atol=1e-6)
     assert "arena used: " in done.stderr

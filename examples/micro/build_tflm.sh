@@ -22,7 +22,7 @@ failed=0
 for src in $sources; do
   obj="$out/obj/$(echo "$src" | tr / _).o"
   [ -s "$obj" ] && continue
-  if ! g++ -std=c++17 -O1 -DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON -I. \
+  if ! g++ -std=c++17 -O1 -fno-exceptions -fno-rtti -DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON -I. \
       -I"$flatbuffers" -I"$gemmlowp" -I"$ruy" -c "$src" -o "$obj" 2> "$obj.err"; then
     echo "not built: $src (see $obj.err)"; rm -f "$obj"; failed=$((failed + 1))
   fi

@@ -15,17 +15,25 @@ PARETO_COSTS = ("params", "madds", "memory_bytes")
 #: not what a device needs: the arena and the flatbuffer are ``arena_bytes`` / ``tflite_bytes``.
 COST_LABELS = {"params": "params", "madds": "madds", "flops": "flops",
                "memory_bytes": "eq6 w+a", "peak_activation_bytes": "peak act",
-               "arena_bytes": "arena", "tflite_bytes": "flash", "latency_ms": "latency",
+               "arena_bytes": "arena", "tflite_bytes": "flash", "latency_ms": "host lat",
                "train_seconds": "train s"}
+#: What ``latency_ms`` is: measured here, not on a device (keras_cnas.export.measure_latency).
+LATENCY_NOTE = ("median LiteRT latency (XNNPACK, 1 thread) measured on the machine running "
+                "the search, not on a device")
 #: Costs shown in KiB (the units a firmware's linker map uses).
 KIB_COSTS = ("arena_bytes", "tflite_bytes")
 
 
-def shown_costs(constraints: Constraints | None = None) -> list[str]:
-    """The costs a progress line and the top table show: params, MAdds, eq. 6 and every
-    bounded cost (arena and flash among them when bounded)."""
+#: Costs measured on a trial's artifact, shown whenever a trial has them.
+MEASURED_SHOWN = ("arena_bytes", "tflite_bytes", "latency_ms")
+
+
+def shown_costs(constraints: Constraints | None = None, trials: Sequence[Trial] = ()) -> list[str]:
+    """The costs a progress line and the top table show: params, MAdds, eq. 6, every bounded
+    cost (arena and flash among them when bounded) and what ``trials`` measured."""
     bounded = list(constraints.bounds) if constraints else []
-    return list(dict.fromkeys(["params", "madds", "memory_bytes", *bounded]))
+    measured = [c for c in MEASURED_SHOWN if any(c in t.costs for t in trials)]
+    return list(dict.fromkeys(["params", "madds", "memory_bytes", *bounded, *measured]))
 
 
 def format_cost(name: str, value: float | None) -> str:
@@ -154,7 +162,7 @@ def top_table(trials: Sequence[Trial], objective: str, n: int = 10,
     ranked = sorted((t for t in trials if t.ok), key=lambda t: (-t.score, t.id))[:n]
     if not ranked:
         return "no successful trials"
-    costs = shown_costs(constraints)
+    costs = shown_costs(constraints, ranked)
     header = (f"{'rank':>4} {'id':>5} {'phase':<9} {'fidelity':<8} {objective:>11} {'accuracy':>8} "
               + " ".join(f"{COST_LABELS.get(c, c)[:9]:>9}" for c in costs) + "  architecture")
     lines = [header, "-" * len(header)]
@@ -169,6 +177,8 @@ def top_table(trials: Sequence[Trial], objective: str, n: int = 10,
     if "memory_bytes" in costs:
         lines.append("eq6 w+a: MIT-LL eq. 6, 4 bytes x (weights + largest activation); not the "
                      "TFLite Micro arena nor the .tflite size")
+    if "latency_ms" in costs:
+        lines.append(f"host lat: {LATENCY_NOTE}")
     return "\n".join(lines)
 
 
@@ -188,7 +198,7 @@ def progress_line(trial: Trial, done: int, total: int | None, elapsed: float,
     count = f"{done}/{total}" if total is not None else f"{done}"
     error = f" ({trial.error.splitlines()[0][:80]})" if trial.error and not trial.ok else ""
     costs = " ".join(f"{COST_LABELS.get(c, c)} {format_cost(c, trial.costs.get(c))}"
-                     for c in shown_costs(constraints))
+                     for c in shown_costs(constraints, [trial]))
     return (f"[{count}] trial {trial.id} {trial.phase}/{trial.fidelity}: {status}{error} | "
             f"{costs} | {seconds:.1f}s, elapsed {_clock(elapsed)}{eta}")
 

@@ -217,7 +217,8 @@ def test_micro_arena_is_measured_and_matches_the_offline_estimate(int8_model):
 def test_export_model_writes_tflite_labels_c_array_and_report(trained, digits, tmp_path):
     report = export_model(trained, tmp_path, "int8", digits, micro=True, latency_runs=10)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["export.json", "labels.txt", "model.tflite", "model_data.cc", "model_data.h"]
+    assert names == ["export.json", "labels.txt", "model.tflite", "model_data.cc", "model_data.h",
+                     "model_data_ops.h"]
     assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"
     assert report["tflite_bytes"] == (tmp_path / "model.tflite").stat().st_size
     assert (tmp_path / "labels.txt").read_text().splitlines() == list(digits.class_names)

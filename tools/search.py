@@ -6,16 +6,25 @@ Usage:
   python tools/search.py ... --search_dir=runs/x --resume          # after a kill
   python tools/search.py ... --max_fraction=0.5 --reference=runs/unconstrained
 
-  python tools/search.py ... --max_arena_bytes=20000 --export=int8  # measured bounds + export
+  python tools/search.py ... --max_arena_bytes=20KiB --export=int8  # measured bounds + export
+  python tools/search.py ... --device=nano33ble --micro     # a device's arena/flash budget,
+                                                            # int8 + int8 I/O, firmware headers
   python tools/search.py ... --runner=ray [--ray_address=auto]      # trials as Ray tasks
 
 Writes search_dir/trials.db (every trial), flags.json, summary.json and best/ (the best
 model retrained on train + validation; with --export also best/model.tflite, labels.txt
 and export.json). A --max_tflite_bytes / --max_arena_bytes / --max_latency_ms bound has
 every trained candidate converted (with --export's quantization, default int8) and
-measured; a trial that breaks one is INFEASIBLE. Exits non-zero, with the reason, when the
-constraints cannot be met, the search dir holds another search, the exported model breaks
-a bound, or a flag is wrong.
+measured; a trial that breaks one is INFEASIBLE. --device=NAME (keras_cnas.devices) sets
+--max_arena_bytes / --max_tflite_bytes from the target's SRAM and flash less a documented
+reserve (explicit --max_* flags override; summary.json's config.bound_sources says where each
+bound came from) and the export (int8, int8 I/O): the artifact measured on every trial is the
+one --export ships. --micro adds model_data.h (kTensorArenaSize, input / output scale and zero
+point), model_data.cc and model_data_ops.h (the op resolver). An int8 export that loses more
+than --max_int8_drop points against Keras is fine-tuned with QAT and re-checked first.
+Exits non-zero, with the reason, when the constraints cannot be met, no trial met the bounds
+(naming the bound and the closest trial), the search dir holds another search, the exported
+model breaks a bound, or a flag is wrong.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import keras_cnas as cnas  # noqa: E402
 from keras_cnas.cli import search as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
+from keras_cnas.export import DEFAULT_MAX_INT8_DROP  # noqa: E402
 from keras_cnas.strategies import STRATEGIES  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -77,7 +87,7 @@ flags.DEFINE_bool("int8_io", None, "int8 input and output tensors on the measure
 flags.DEFINE_bool("micro", False, "With --export: also write the TFLite Micro sources to best/: "
                   "model_data.h / .cc (the model, kTensorArenaSize, input / output scale and "
                   "zero point) and model_data_ops.h (the op resolver).")
-flags.DEFINE_float("max_int8_drop", 0.5, "With --export=int8: most test-accuracy points the "
+flags.DEFINE_float("max_int8_drop", DEFAULT_MAX_INT8_DROP, "With --export=int8: most accuracy points (validation split) the "
                    "int8 model may lose against Keras; above it the model is fine-tuned with "
                    "quantization-aware training and re-checked before anything is written.",
                    lower_bound=0)

@@ -47,7 +47,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "Constraints", "CostReport", "DataError", "InfeasibleConstraintsError", "InvalidSpecError",
-    "KerasCnasError", "NoBestTrialError", "SearchResult", "UnknownCostError", "build_model", "builders", "compression",
-    "costs", "data", "devices", "engine", "estimate", "export", "report", "search", "spaces", "strategies",
-    "training",
+    "KerasCnasError", "NoBestTrialError", "SearchResult", "UnknownCostError", "build_model",
+    "builders", "compression", "costs", "data", "devices", "engine", "estimate", "export",
+    "report", "search", "spaces", "strategies", "training",
 ]

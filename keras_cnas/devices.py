@@ -157,12 +157,12 @@ class Device:
         """One line: the target and its budget."""
         parts = [f"{self.name}: {self.title} ({self.core})"]
         if self.max_arena_bytes is not None:
-            parts.append(f"arena <= {self.max_arena_bytes / KiB:g} KiB of {self.sram_bytes / KiB:g} "
-                         "KiB SRAM")
+            parts.append(f"arena <= {self.max_arena_bytes / KiB:g} KiB of "
+                         f"{self.sram_bytes / KiB:g} KiB SRAM")
         if self.max_tflite_bytes is not None:
             parts.append(f"model <= {self.max_tflite_bytes / KiB:g} KiB of "
                          f"{self.flash_bytes / KiB:g} KiB flash")
-        parts.append(f"{self.quantize}{' int8 I/O' if self.int8_io else ''} on {self.runtime}")
+        parts.append(f"{self.quantize}{', int8 I/O' if self.int8_io else ''} on {self.runtime}")
         if self.latency:
             parts.append(f"latency: {self.latency}")
         return ", ".join(parts)
@@ -284,7 +284,7 @@ def device_table(devices: Mapping[str, Device] | None = None) -> str:
     for d in (devices or DEVICES).values():
         def k(v):
             return "-" if v is None else f"{v / KiB:g} KiB"
-        rows.append(f"| `{d.name}` | {d.title}, {d.core} | {k(d.sram_bytes)} | {k(d.flash_bytes)} | "
-                    f"{k(d.max_arena_bytes)} | {k(d.max_tflite_bytes)} | {d.quantize}"
+        rows.append(f"| `{d.name}` | {d.title}, {d.core} | {k(d.sram_bytes)} | "
+                    f"{k(d.flash_bytes)} | {k(d.max_arena_bytes)} | {k(d.max_tflite_bytes)} | {d.quantize}"
                     f"{', int8 I/O' if d.int8_io else ''} ({d.runtime}) |")
     return "\n".join(rows)

@@ -292,7 +292,8 @@ def export_line(report: Mapping[str, Any]) -> str:
     parts = [f"{report['quantize']}{io} model.tflite: {report['tflite_bytes']:,} bytes "
              f"({report['tflite_bytes'] / 1024:.1f} KiB)"]
     if report.get("arena_bytes") is not None:
-        parts.append(f"arena {report['arena_bytes']:,} bytes ({report['arena_bytes'] / 1024:.1f} KiB"
+        arena = report["arena_bytes"]
+        parts.append(f"arena {arena:,} bytes ({arena / 1024:.1f} KiB"
                      + (f"; kTensorArenaSize {report['tensor_arena_size']:,}"
                         if report.get("tensor_arena_size") else "") + ")")
     latency = report["latency_ms"]

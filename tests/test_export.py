@@ -347,6 +347,7 @@ def test_the_lists_of_quantizations_and_measured_costs_agree_across_layers():
     assert cli.MEASURED_BOUNDS == evaluator.MEASURABLE_COSTS == MEASURED_COSTS
 
 
+@pytest.mark.slow  # ~17 s: a QAT fine-tuning and a second conversion
 def test_an_int8_drop_above_the_tolerance_is_fine_tuned_with_qat_and_rechecked(trained, digits,
                                                                                tmp_path):
     # Calibrating on blank images clips every real activation: post-training int8 collapses.

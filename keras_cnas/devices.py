@@ -43,7 +43,8 @@ from typing import Any, Mapping
 
 from keras_cnas.costs.constraints import Constraints
 
-__all__ = ["DEVICES", "Device", "Source", "device_names", "get_device"]
+__all__ = ["DEVICES", "Device", "Source", "device_names", "device_page", "device_table",
+           "get_device"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -51,12 +52,14 @@ MiB = 1024 * KiB
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where a figure comes from: the vendor's document, and what it says."""
+    """Where a figure comes from: the vendor's document, what it says, and how keras_cnas
+    reads it (``note``, ours)."""
 
     figure: str
     document: str
     url: str
     says: str
+    note: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
@@ -205,10 +208,10 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
         "stm32f746", "STMicroelectronics STM32F746NG (32F746GDISCOVERY, NUCLEO-F746ZG)",
         "Arm Cortex-M7, 216 MHz", 320 * KiB, 1 * MiB, 64 * KiB, 256 * KiB, _BARE_METAL,
         sources=(Source("sram_bytes", "DS10916 (STM32F745xx/STM32F746xx datasheet)", _ST_F746,
-                        "320 Kbytes of SRAM (including 64 Kbytes of data TCM RAM); plus 16 "
-                        "Kbytes of instruction TCM RAM and 4 Kbytes of backup SRAM, not counted"),
-                 Source("flash_bytes", "DS10916", _ST_F746, "up to 1 Mbyte of Flash memory "
-                        "(STM32F746NG: 1 Mbyte)")),
+                        "320 Kbytes of SRAM (including 64 Kbytes of data TCM RAM)",
+                        "the 16 KB instruction TCM and 4 KB backup SRAM are not counted"),
+                 Source("flash_bytes", "DS10916", _ST_F746, "up to 1 Mbyte of Flash memory",
+                        "the STM32F746NG has the full 1 Mbyte")),
         aliases=("f746", "stm32f7")),
     Device(
         "stm32h7a3", "STMicroelectronics STM32H7A3ZI (NUCLEO-H7A3ZI-Q)",
@@ -217,11 +220,11 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
         "contiguous SRAM region: check the linker map); 256 KiB of flash for the runtime, "
         "kernels and application (keras_cnas defaults, not vendor figures)",
         sources=(Source("sram_bytes", "DS13195 (STM32H7A3xI/G datasheet)", _ST_H7A3,
-                        "up to 1.4 Mbytes of RAM: 192 Kbytes of TCM RAM, 1.18 Mbytes of user "
-                        "SRAM and 4 Kbytes of backup SRAM; the user SRAM is counted, 1.18 MiB "
-                        "rounded down to 1208 KiB"),
-                 Source("flash_bytes", "DS13195", _ST_H7A3, "up to 2 Mbytes of flash memory "
-                        "(STM32H7A3ZI: 2 Mbytes)")),
+                        "around 1.4 Mbyte of RAM (including 192 Kbytes of TCM RAM, 1.18 Mbytes "
+                        "of user SRAM and 4 Kbytes of backup SRAM)",
+                        "the user SRAM is counted: 1.18 x 1024 KiB, rounded down to 1208 KiB"),
+                 Source("flash_bytes", "DS13195", _ST_H7A3, "a dual-bank flash memory of up "
+                        "to 2 Mbytes", "the STM32H7A3ZI (xI) has the full 2 Mbytes")),
         aliases=("h7a3",)),
     Device(
         "stm32l4r5", "STMicroelectronics STM32L4R5ZI (NUCLEO-L4R5ZI, the MLPerf Tiny reference "
@@ -250,7 +253,7 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
         sources=(Source("sram_bytes", "RP2040 datasheet", _RP2040,
                         "264kB on-chip SRAM in six independent banks"),
                  Source("flash_bytes", "Raspberry Pi Pico product brief", _PICO,
-                        "264KB on-chip SRAM; 2MB on-board QSPI Flash")),
+                        "2MB on-board QSPI Flash", "RP2040 has no internal flash")),
         aliases=("pico", "raspberry_pi_pico")),
     Device(
         "esp32s3", "Espressif ESP32-S3 (ESP32-S3-DevKitC-1-N8)", "2x Xtensa LX7, 240 MHz",
@@ -261,7 +264,8 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
         "your partition table)",
         sources=(Source("sram_bytes", "ESP32-S3 Series datasheet", _ESP32S3, "512 KB SRAM"),
                  Source("flash_bytes", "ESP32-S3-DevKitC-1 user guide", _DEVKITC,
-                        "ESP32-S3-WROOM-1-N8: 8 MB flash (other module variants differ)")),
+                        "ESP32-S3-WROOM-1-N8: 8 MB flash",
+                        "other module variants of the board have other flash sizes")),
         aliases=("esp32-s3",)),
     Device(
         "phone", "phone class (Android / iOS CPU with LiteRT)", "application processor",
@@ -305,3 +309,23 @@ def device_table(devices: Mapping[str, Device] | None = None) -> str:
                     f"{k(d.flash_bytes)} | {k(d.max_arena_bytes)} | {k(d.max_tflite_bytes)} | {d.quantize}"
                     f"{', int8 I/O' if d.int8_io else ''} ({d.runtime}) |")
     return "\n".join(rows)
+
+
+def device_page() -> str:
+    """``docs/devices.md``: the table, then each preset's sources and reserve (a test keeps
+    the file equal to this)."""
+    parts = ["# Device presets (`keras_cnas.devices`)", "",
+             "Generated by `keras_cnas.devices.device_page()`; `tests/test_devices.py` keeps it "
+             "equal to the code.", "", device_table(), ""]
+    for d in DEVICES.values():
+        parts += [f"## `{d.name}`: {d.title}", "", f"* core: {d.core}; runtime {d.runtime}, "
+                  f"export {d.quantize}{', int8 I/O' if d.int8_io else ''}"]
+        if d.aliases:
+            parts.append(f"* also: {', '.join(f'`{a}`' for a in d.aliases)}")
+        parts.append(f"* reserve: {d.reserve_note}")
+        if d.latency:
+            parts.append(f"* latency: {d.latency}")
+        parts += [f"* {s.figure}: {s.document}, <{s.url}>: \"{s.says}\""
+                  + (f" ({s.note})" if s.note else "") for s in d.sources]
+        parts.append("")
+    return "\n".join(parts)

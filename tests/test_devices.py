@@ -1,6 +1,7 @@
 """Device presets, byte sizes with units, and how --device / --max_* flags become bounds."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -117,3 +118,11 @@ def test_importing_the_presets_never_imports_tensorflow():
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout) is False
+
+
+def test_docs_devices_md_is_the_generated_page():
+    from keras_cnas.devices import device_page
+
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "devices.md").read_text()
+    assert page == device_page(), "regenerate: python -c 'from keras_cnas.devices import " \
+        "device_page; open(\"docs/devices.md\", \"w\").write(device_page())'"

@@ -29,6 +29,8 @@ from keras_cnas.cli import compress as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 
 METHOD_NAMES = ["group_lasso", "vardrop", "morphnet", "synthesis"]
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)
@@ -52,7 +54,8 @@ flags.DEFINE_float("validation_split", 0.1, "Fraction of the training split held
                    lower_bound=0.0, upper_bound=0.9)
 flags.DEFINE_integer("max_train_examples", None, "Use at most this many training examples.",
                      lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seeds the data split and every training run.")
+flags.DEFINE_integer("seed", 0, "Seeds the data split and every training run.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 # Baseline
 flags.DEFINE_integer("width", 16, "resnet baselines: channels of the first stage (paper: 16).",
                      lower_bound=1)
@@ -109,7 +112,7 @@ def main(argv):
 
     from keras_cnas.compression import ToleranceExceededError, UnsupportedModelError
     from keras_cnas.data import load
-    from keras_cnas.errors import DataError, InfeasibleConstraintsError
+    from keras_cnas.errors import InfeasibleConstraintsError
 
     try:
         data = load(FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split,
@@ -146,4 +149,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame={DataError: "data_dir"})

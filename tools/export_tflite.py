@@ -30,6 +30,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from keras_cnas.costs import Constraints  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import QUANTIZATIONS  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Directory holding model.keras (e.g. a search's best/) or a "
@@ -40,7 +42,8 @@ flags.DEFINE_enum("dataset", None, DATASETS.names(),
 flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (mnist, cifar10).")
 flags.DEFINE_float("validation_split", 0.1, "Fraction held out of the training split (as in "
                    "the search), which calibration does not see.", lower_bound=0.0, upper_bound=0.9)
-flags.DEFINE_integer("seed", 0, "Seeds the validation split and the calibration sample.")
+flags.DEFINE_integer("seed", 0, "Seeds the validation split and the calibration sample.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 flags.DEFINE_bool("micro", False, "Also write model_data.h / model_data.cc and measure the "
                   "TFLite Micro arena.")
 flags.DEFINE_bool("int8_io", False, "int8 input and output tensors (--quantize=int8).")
@@ -102,7 +105,6 @@ def main(argv):
 
     with _stdout_to_stderr():
         from keras_cnas.data import load
-        from keras_cnas.errors import DataError
         from keras_cnas.export import ExportConstraintError, MicroError, export_model
 
         data = None
@@ -127,4 +129,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame={DataError: "data_dir"})

@@ -32,6 +32,8 @@ import keras_cnas as cnas  # noqa: E402
 from keras_cnas.cli import search as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.strategies import STRATEGIES  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # absl's own flags, left out of flags.json
@@ -142,7 +144,8 @@ flags.DEFINE_float("cpus_per_trial", 1.0, "--runner=ray: CPUs Ray reserves for e
                    "its TensorFlow threads).", lower_bound=0.01)
 flags.DEFINE_float("gpus_per_trial", 0.0, "--runner=ray: GPUs Ray reserves for each trial.",
                    lower_bound=0)
-flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.")
+flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=True)
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
 flags.DEFINE_bool("overwrite", False, "Delete the search in --search_dir and start over.")
@@ -189,6 +192,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = {name: FLAGS[name].value for name in sorted(set(FLAGS) - _ABSL_FLAGS)}
+    search_dir = cnas.engine.search_dir.check_path(FLAGS.search_dir)  # before any work
     constraints = cli.make_constraints(values)
     source = cnas.training.DataSource.registered(
         FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
@@ -204,21 +208,18 @@ def main(argv):
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
     runner = make_runner()
-    search_dir = pathlib.Path(FLAGS.search_dir)
     print(f"{data.summary()}\nspace: {space!r}\nconstraints: {constraints}\nstrategy: {strategy!r}\n")
-    try:
-        if benas:
-            result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
-                                  overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
-                                  config_extra={"flags": values}, runner=runner)
-        else:
-            result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
-                                 max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
-                                 seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                                 finalize=FLAGS.finalize, config_extra={"flags": values})
-    except (cnas.InfeasibleConstraintsError, cnas.UnknownCostError, cnas.engine.SearchDirError,
-            ConnectionError) as e:  # ConnectionError: no Ray cluster at --ray_address
-        sys.exit(f"error: {e}")
+    # Errors (infeasible bounds, a search_dir in use, no Ray at --ray_address...) become one
+    # line in cli.common.run.
+    if benas:
+        result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
+                              overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
+                              config_extra={"flags": values}, runner=runner)
+    else:
+        result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
+                             max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
+                             seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                             finalize=FLAGS.finalize, config_extra={"flags": values})
     (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     if FLAGS.ensemble_size and result.best is not None:
         ensemble = result.ensemble(FLAGS.ensemble_size)
@@ -230,14 +231,8 @@ def main(argv):
         print("best model (retrained on train + validation): " + ", ".join(
             f"{k} {v:.4f}" for k, v in sorted(result.best_metrics.items()) if isinstance(v, float)))
     if FLAGS.export and result.best is not None:
-        from keras_cnas.export import ExportConstraintError, MicroError
-
-        try:
-            report = cli.export_best(search_dir, FLAGS.export, data, constraints)
-        except (ExportConstraintError, MicroError, FileNotFoundError) as e:
-            sys.exit(f"error: {e}")
-        print(cli.export_line(report))
+        print(cli.export_line(cli.export_best(search_dir, FLAGS.export, data, constraints)))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame={DataError: "data_dir"})

@@ -32,6 +32,8 @@ METHOD_NAMES = ["group_lasso", "vardrop", "morphnet", "synthesis"]
 from keras_cnas.cli import common  # noqa: E402
 from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)
 flags.DEFINE_string("baseline", None, "resnet20 / resnet32 / resnet56 (any resnet<6n+2>), or "
@@ -149,4 +151,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main, blame={DataError: "data_dir"})
+    common.run(main, blame=BLAME)

@@ -33,6 +33,8 @@ from keras_cnas.export import QUANTIZATIONS  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
 from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Directory holding model.keras (e.g. a search's best/) or a "
                     ".keras file.", required=True)
@@ -129,4 +131,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main, blame={DataError: "data_dir"})
+    common.run(main, blame=BLAME)

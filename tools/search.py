@@ -35,6 +35,8 @@ from keras_cnas.strategies import STRATEGIES  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
 from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # absl's own flags, left out of flags.json
 # Data
@@ -192,8 +194,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = {name: FLAGS[name].value for name in sorted(set(FLAGS) - _ABSL_FLAGS)}
-    search_dir = cnas.engine.search_dir.check_path(FLAGS.search_dir)  # before any work
+    try:  # before any work: an empty, ".", home or root --search_dir is a usage error
+        search_dir = cnas.engine.search_dir.check_path(FLAGS.search_dir)
+    except cnas.engine.SearchDirError as e:
+        raise app.UsageError(str(e)) from None
     constraints = cli.make_constraints(values)
+    cli.penalty_bounds(FLAGS.penalty_bounds)  # checked whatever the strategy (used by two)
     source = cnas.training.DataSource.registered(
         FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
         max_train_examples=FLAGS.max_train_examples)
@@ -235,4 +241,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main, blame={DataError: "data_dir"})
+    common.run(main, blame=BLAME)

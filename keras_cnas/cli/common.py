@@ -180,8 +180,10 @@ def load_spec(path: str, flag: str = "spec") -> Spec:
     nesting, huge numbers included) is a usage error naming ``--<flag>``."""
     file = pathlib.Path(path)
     if not file.is_file():
-        raise app.UsageError(f"--{flag}: {path} does not exist; pass the path of a spec JSON file "
-                             "(for example runs/x/best/spec.json)")
+        what = ("got an empty path" if not str(path).strip() else
+                f"{path} is not a file" if file.exists() else f"{path} does not exist")
+        raise app.UsageError(f"--{flag}: {what}; pass the path of a spec JSON file (for example "
+                             "runs/x/best/spec.json)")
     size = file.stat().st_size
     if size > MAX_SPEC_BYTES:
         raise app.UsageError(f"--{flag}: {path} is {size:,} bytes, more than a spec can be "

@@ -82,7 +82,7 @@ def make_constraints(flags: Mapping[str, Any]) -> Constraints:
         if not flags.get("reference"):
             raise app.UsageError("--max_fraction needs --reference=DIR|spec.json (the model whose "
                                  "memory and FLOPs the fraction is of)")
-        ref = estimate(load_spec(str(reference_spec_path(flags["reference"]))))
+        ref = estimate(load_spec(str(reference_spec_path(flags["reference"])), flag="reference"))
         budget = budget.merged(Constraints.fraction_of(ref, fraction, costs=("memory_bytes", "flops")))
     elif flags.get("reference"):
         raise app.UsageError("--reference is only used with --max_fraction; pass --max_fraction=0.5 "

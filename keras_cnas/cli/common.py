@@ -75,7 +75,10 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
         except app.UsageError as e:
             _fail(f"error: {describe(e, blame)}", EXIT_USAGE)
         except KeyboardInterrupt as e:
-            code = EXIT_INTERRUPTED if not isinstance(e, _Terminated) else 128 + e.signum
+            # The engine re-raises Ctrl-C as SearchInterrupted (with the resume hint); a
+            # SIGTERM underneath keeps its own exit code.
+            signal_error = next((x for x in (e, e.__context__) if isinstance(x, _Terminated)), None)
+            code = EXIT_INTERRUPTED if signal_error is None else 128 + signal_error.signum
             _fail(f"{_one_line(str(e)) or 'interrupted'}", code)
         except Exception as e:  # noqa: BLE001  the point: no traceback wall for users
             if FLAGS.verbose_errors:

@@ -226,6 +226,9 @@ class RayRunner(Runner):
         assert workdir is not None  # start() always sets a search_dir
         (workdir / "worker.pid").unlink(missing_ok=True)
         task = make_task(self._config, trial.candidate, seed, str(workdir))
+        # Ray puts the driver's working directory on its workers' sys.path; the worker takes
+        # it off again before the trial imports anything (see _ray_trial).
+        task["driver_cwd"] = os.getcwd()
         ref = self._remote.remote(task, self.threads_per_trial, self.gpus_per_trial == 0,
                                   self._shipped)
         self._refs[ref] = trial.id
@@ -315,6 +318,12 @@ def _ray_trial(task: dict[str, Any], threads: int, hide_gpus: bool,
     import sys
 
     from keras_cnas.engine.worker import run_task_guarded
+
+    # keras_cnas is imported by now (this function lives in it); nothing else may come from
+    # the directory the user started the search in (a concurrent.py there, say).
+    cwd = task.get("driver_cwd")
+    if cwd:
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != cwd]
 
     task = localize(task, shipped)
     workdir = pathlib.Path(task["workdir"]) if task.get("workdir") else None

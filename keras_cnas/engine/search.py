@@ -197,6 +197,7 @@ class _Search:
             tempfile.mkdtemp(prefix="keras_cnas_search_"))
         self.config_extra = config_extra
         self.tensorboard = tensorboard
+        self._config: dict[str, Any] | None = None
         self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -206,10 +207,13 @@ class _Search:
         everything that changes a trial's score besides the spec (the evaluator's training
         settings and the data's identity), so trials of different training never rank
         together."""
-        identity = getattr(self.evaluator, "identity", self.evaluator.to_json_config)
-        return {"space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
+        if self._config is None:  # once: the data's fingerprint hashes every array
+            identity = getattr(self.evaluator, "identity", self.evaluator.to_json_config)
+            self._config = {
+                "space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
                 "strategy": {"name": self.strategy.name, "config": self.strategy.get_config()},
                 "seed": self.seed, "scoring": identity()}
+        return self._config
 
     def open_store(self) -> TrialStore:
         """The trial store, after the overwrite / resume rules (the caller holds the lock)."""

@@ -60,6 +60,21 @@ def _model_zip(path, config):
         z.writestr("metadata.json", "{}")
 
 
+def _real_models(root):
+    """A tiny real model (input 4 features, not digits' 8x8 images) and one whose weights
+    are NaN (a diverged model)."""
+    from keras_cnas._keras import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    (root / "model_ok").mkdir()
+    model.save(root / "model_ok" / "model.keras")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.set_weights([np.full(w.shape, np.nan, np.float32) for w in model.get_weights()])
+    (root / "model_nan").mkdir()
+    model.save(root / "model_nan" / "model.keras")
+
+
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
@@ -112,6 +127,7 @@ def bad(tmp_path_factory):
         (root / f"model_{name}").mkdir()
         _model_zip(root / f"model_{name}" / "model.keras", config)
     (root / "model_empty").mkdir()
+    _real_models(root)
     # Search directories
     space = CategoricalSpace([3, 3])
     table = {space.from_decisions([a, b]).key(): {"acc": (a + b) / 4}
@@ -270,6 +286,14 @@ EXPORT = [
     *[([f"--model={{bad}}/model_{m}", "--quantize=none"], ERROR, "--model")
       for m in ("h5", "noise", "lambda", "noconfig", "deepconfig", "badjson")],
     (["--model={bad}/model_h5/model.keras", "--quantize=none"], ERROR, "--model"),
+    (["--model={bad}/model_ok", "--quantize=none", "--out=/proc/forbidden",
+      "--latency_runs=1"], ERROR, "--out"),
+    (["--model={bad}/model_ok", "--quantize=none", "--dataset=digits", "--latency_runs=1"], ERROR,
+     "--dataset"),
+    (["--model={bad}/model_ok", "--quantize=none", "--max_tflite_bytes=10",
+      "--latency_runs=1"], ERROR, "--max_tflite_bytes=10"),
+    (["--model={bad}/model_nan", "--quantize=int8", "--dataset=digits", "--out={tmp}/nan",
+      "--latency_runs=1"], ERROR, "--model"),
     (["--model={bad}/model_h5", "--quantize=bogus"], USAGE, "--quantize"),
     (["--model={bad}/model_h5"], USAGE, "--dataset"),
     (["--model={bad}/model_h5", "--quantize=dynamic", "--micro"], USAGE, "--micro"),
@@ -296,6 +320,7 @@ COMPRESS = [
     (["--baseline={bad}/nowhere", *C], USAGE, "--baseline"),
     *[([f"--baseline={{bad}}/model_{m}", *C], USAGE, "--baseline")
       for m in ("h5", "noise", "lambda", "noconfig", "deepconfig", "badjson")],
+    (["--baseline={bad}/model_ok", "--finetune_epochs=0", *C], USAGE, "--baseline"),
     (["--baseline=resnet8", "--method=magic", *C], USAGE, "--method"),
     (["--baseline=resnet8", "--flops_fraction=0", *C], USAGE, "--flops_fraction"),
     (["--baseline=resnet8", "--flops_fraction=2", *C], USAGE, "--flops_fraction"),

@@ -110,7 +110,6 @@ def main(argv):
     m_by_n = cli.parse_m_by_n(FLAGS.sparsity_m_by_n)
     method = cli.make_method(FLAGS.method, values)  # (loads TensorFlow)
     out = cli.prepare_out_dir(FLAGS.out_dir, FLAGS.overwrite)
-    cli.write_json(out / "flags.json", values)
 
     from keras_cnas.compression import ToleranceExceededError, UnsupportedModelError
     from keras_cnas.data import load
@@ -123,6 +122,8 @@ def main(argv):
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}") from None
     print(f"{data.summary()}\nmethod: {method!r}\ntarget: {target}\n")
     model, baseline_info = cli.load_baseline(FLAGS.baseline, data, values, out)
+    # Written once the inputs are known good: a refused run leaves --out_dir as it was.
+    cli.write_json(out / "flags.json", values)
     try:
         result = method.compress(model, data, target, seed=FLAGS.seed)
     except (InfeasibleConstraintsError, UnsupportedModelError, ToleranceExceededError) as e:

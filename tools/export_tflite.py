@@ -28,6 +28,7 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from keras_cnas.costs import Constraints  # noqa: E402
+from keras_cnas.export.artifact import json_safe  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import QUANTIZATIONS  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
@@ -122,12 +123,16 @@ def main(argv):
                                   qat=FLAGS.qat_epochs > 0, qat_epochs=max(1, FLAGS.qat_epochs),
                                   num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
                                   seed=FLAGS.seed)
-        except (ExportConstraintError, MicroError) as e:
-            sys.exit(f"error: {e}")
-        except ValueError as e:  # e.g. the dataset's images do not fit the model's input
-            sys.exit(f"error: {e}")
+        except ExportConstraintError as e:  # name the bounds it broke
+            bounds = ", ".join(f"--max_{v.cost}={FLAGS[f'max_{v.cost}'].value:g}"
+                               if f"max_{v.cost}" in FLAGS else v.cost for v in e.violations)
+            sys.exit(f"error: {bounds}: {e}")
+        except (MicroError, ValueError) as e:  # e.g. the dataset's images do not fit the model
+            sys.exit(f"error: --model={model}" + (f" with --dataset={FLAGS.dataset}"
+                                                 if FLAGS.dataset else "") + f": {e}")
     report.pop("latency", None)  # the full statistics stay in export.json
-    print(json.dumps(report, sort_keys=True))
+    # allow_nan=False: stdout carries JSON for other programs, and NaN is not JSON.
+    print(json.dumps(json_safe(report), sort_keys=True, allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -210,6 +210,7 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
     if not hasattr(model, "predict"):
         spec_costs = _spec_costs(pathlib.Path(model))
         model = load_saved_model(model)
+    _check_finite(model)
     if class_names is None and isinstance(data, Dataset):
         class_names = data.class_names
     if class_names is not None:
@@ -271,11 +272,20 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         files["c_source"].write_text(source)
     report["files"] = {kind: str(path) for kind, path in files.items()}
     report["out_dir"] = str(out)
-    (out / REPORT_FILE).write_text(json.dumps(_finite(report), indent=2, sort_keys=True) + "\n")
+    (out / REPORT_FILE).write_text(json.dumps(json_safe(report), indent=2, sort_keys=True) + "\n")
     return report
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _check_finite(model: "keras.Model") -> None:
+    """Refuses a diverged model: its artifact would convert, but predict nothing."""
+    bad = sum(int(np.size(w) - np.isfinite(w).sum()) for w in model.get_weights())
+    if bad:
+        raise ValueError(f"model: {bad:,} of its weights are NaN or infinite (the training "
+                         "diverged); retrain it (e.g. with a lower learning rate) before "
+                         "exporting")
 
 
 def _spec_costs(path: pathlib.Path) -> dict[str, float]:
@@ -306,9 +316,10 @@ def _arena_estimate(tflite: bytes) -> int | None:
         return None
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (in nested dicts) as None, as JSON allows."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     return value

@@ -215,6 +215,9 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     runner = make_runner()
     print(f"{data.summary()}\nspace: {space!r}\nconstraints: {constraints}\nstrategy: {strategy!r}\n")
+    # Held until this process exits: over the search and what follows it (flags.json, the
+    # ensemble, --export), so no other process touches best/ in between (it is re-entrant).
+    cnas.engine.search_dir.SearchDirLock(search_dir)
     # Errors (infeasible bounds, a search_dir in use, no Ray at --ray_address...) become one
     # line in cli.common.run.
     if benas:

@@ -415,7 +415,10 @@ def test_a_bad_input_through_a_real_process(bad, tmp_path, tool, index):
     assert proc.returncode == code
 
 
-def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, code", [
+    (signal.SIGINT, 130),
+    pytest.param(signal.SIGTERM, 128 + signal.SIGTERM, marks=pytest.mark.slow)])
+def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path, sig, code):
     search_dir = tmp_path / "s"
     proc = subprocess.Popen(
         [sys.executable, str(TOOLS / "search.py"), f"--search_dir={search_dir}",
@@ -426,10 +429,10 @@ def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path):
         for line in proc.stdout:  # wait for the first finished trial
             if line.startswith("[1/"):
                 break
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)  # SIGTERM (timeout, Slurm, docker stop): the same clean-up
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in out + err
     assert "continue with --resume" in err and "interrupted after" in err

@@ -104,7 +104,7 @@ def test_a_search_dir_holding_a_search_is_refused_without_resume_or_overwrite(tm
     with pytest.raises(SearchDirError, match=r"already holds a search \(5 trials\); pass resume=True"):
         run()
     assert len(run(overwrite=True).trials) == 5
-    with pytest.raises(SearchDirError, match=r"holds a different search \(its strategy differ"):
+    with pytest.raises(SearchDirError, match=r"holds a different search \(its strategy\."):
         cnas.search(space, strategy=RandomSearch(num_samples=9), evaluator=evaluator,
                     search_dir=tmp_path, resume=True, verbose=False)
 

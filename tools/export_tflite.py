@@ -30,9 +30,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from keras_cnas.costs import Constraints  # noqa: E402
 from keras_cnas.costs.constraints import parse_bytes  # noqa: E402
+from keras_cnas.export.artifact import json_safe  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import QUANTIZATIONS  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Directory holding model.keras (e.g. a search's best/) or a "
                     ".keras file.", required=True)
@@ -42,7 +47,8 @@ flags.DEFINE_enum("dataset", None, DATASETS.names(),
 flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (mnist, cifar10).")
 flags.DEFINE_float("validation_split", 0.1, "Fraction held out of the training split (as in "
                    "the search), which calibration does not see.", lower_bound=0.0, upper_bound=0.9)
-flags.DEFINE_integer("seed", 0, "Seeds the validation split and the calibration sample.")
+flags.DEFINE_integer("seed", 0, "Seeds the validation split and the calibration sample.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 flags.DEFINE_bool("micro", False, "Also write model_data.h / model_data.cc and measure the "
                   "TFLite Micro arena.")
 flags.DEFINE_bool("int8_io", False, "int8 input and output tensors (--quantize=int8).")
@@ -112,7 +118,6 @@ def main(argv):
 
     with _stdout_to_stderr():
         from keras_cnas.data import load
-        from keras_cnas.errors import DataError
         from keras_cnas.export import ExportConstraintError, MicroError, export_model
 
         data = None
@@ -130,13 +135,17 @@ def main(argv):
                                   arena_headroom_bytes=FLAGS.arena_headroom,
                                   num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
                                   seed=FLAGS.seed)
-        except (ExportConstraintError, MicroError) as e:
-            sys.exit(f"error: {e}")
-        except ValueError as e:  # e.g. the dataset's images do not fit the model's input
-            sys.exit(f"error: {e}")
+        except ExportConstraintError as e:  # name the bounds it broke
+            bounds = ", ".join(f"--max_{v.cost}={FLAGS[f'max_{v.cost}'].value:g}"
+                               if f"max_{v.cost}" in FLAGS else v.cost for v in e.violations)
+            sys.exit(f"error: {bounds}: {e}")
+        except (MicroError, ValueError) as e:  # e.g. the dataset's images do not fit the model
+            sys.exit(f"error: --model={model}" + (f" with --dataset={FLAGS.dataset}"
+                                                 if FLAGS.dataset else "") + f": {e}")
     report.pop("latency", None)  # the full statistics stay in export.json
-    print(json.dumps(report, sort_keys=True))
+    # allow_nan=False: stdout carries JSON for other programs, and NaN is not JSON.
+    print(json.dumps(json_safe(report), sort_keys=True, allow_nan=False))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame=BLAME)

@@ -42,7 +42,11 @@ from keras_cnas.cli import search as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import DEFAULT_MAX_INT8_DROP  # noqa: E402
 from keras_cnas.strategies import STRATEGIES  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # absl's own flags, left out of flags.json
 # Data
@@ -174,7 +178,8 @@ flags.DEFINE_float("cpus_per_trial", 1.0, "--runner=ray: CPUs Ray reserves for e
                    "its TensorFlow threads).", lower_bound=0.01)
 flags.DEFINE_float("gpus_per_trial", 0.0, "--runner=ray: GPUs Ray reserves for each trial.",
                    lower_bound=0)
-flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.")
+flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=True)
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
 flags.DEFINE_bool("overwrite", False, "Delete the search in --search_dir and start over.")
@@ -221,6 +226,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = {name: FLAGS[name].value for name in sorted(set(FLAGS) - _ABSL_FLAGS)}
+    try:  # before any work: an empty, ".", home or root --search_dir is a usage error
+        search_dir = cnas.engine.search_dir.check_path(FLAGS.search_dir)
+    except cnas.engine.SearchDirError as e:
+        raise app.UsageError(str(e)) from None
     constraints, bound_sources = cli.resolve_constraints(values)
     device = cli.device_of(values)
     if FLAGS.micro and not FLAGS.export and device is None:
@@ -229,6 +238,7 @@ def main(argv):
     export = FLAGS.export or (device.quantize if device is not None and FLAGS.micro else None)
     extra = {"flags": values, "bound_sources": bound_sources,
              "device": device.to_dict() if device is not None else None}
+    cli.penalty_bounds(FLAGS.penalty_bounds)  # checked whatever the strategy (used by two)
     source = cnas.training.DataSource.registered(
         FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
         max_train_examples=FLAGS.max_train_examples)
@@ -246,23 +256,23 @@ def main(argv):
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
     runner = make_runner()
-    search_dir = pathlib.Path(FLAGS.search_dir)
     target = f"device: {device.describe()}\n" if device is not None else ""
     print(f"{data.summary()}\nspace: {space!r}\n{target}constraints: {constraints}\n"
           f"strategy: {strategy!r}\n")
-    try:
-        if benas:
-            result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
-                                  overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
-                                  config_extra=extra, runner=runner)
-        else:
-            result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
-                                 max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
-                                 seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                                 finalize=FLAGS.finalize, config_extra=extra)
-    except (cnas.InfeasibleConstraintsError, cnas.UnknownCostError, cnas.engine.SearchDirError,
-            ConnectionError) as e:  # ConnectionError: no Ray cluster at --ray_address
-        sys.exit(f"error: {e}")
+    # Held until this process exits: over the search and what follows it (flags.json, the
+    # ensemble, --export), so no other process touches best/ in between (it is re-entrant).
+    cnas.engine.search_dir.SearchDirLock(search_dir)
+    # Errors (infeasible bounds, a search_dir in use, no Ray at --ray_address...) become one
+    # line in cli.common.run.
+    if benas:
+        result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
+                              overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
+                              config_extra=extra, runner=runner)
+    else:
+        result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
+                             max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
+                             seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                             finalize=FLAGS.finalize, config_extra=extra)
     (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     if FLAGS.ensemble_size and result.best is not None:
         ensemble = result.ensemble(FLAGS.ensemble_size)
@@ -290,4 +300,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame=BLAME)

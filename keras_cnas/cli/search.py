@@ -127,7 +127,7 @@ def resolve_constraints(flags: Mapping[str, Any]) -> tuple[Constraints, dict[str
         if not flags.get("reference"):
             raise app.UsageError("--max_fraction needs --reference=DIR|spec.json (the model whose "
                                  "memory and FLOPs the fraction is of)")
-        ref = estimate(load_spec(str(reference_spec_path(flags["reference"]))))
+        ref = estimate(load_spec(str(reference_spec_path(flags["reference"])), flag="reference"))
         share = Constraints.fraction_of(ref, fraction, costs=("memory_bytes", "flops"))
         budget = budget.merged(share)
         for key, value in share.to_dict().items():

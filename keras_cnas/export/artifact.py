@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import pathlib
-import zipfile
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -68,13 +67,15 @@ class ExportConstraintError(KerasCnasError, RuntimeError):
 
 def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
     """The ``tf_keras`` model in ``path``: a ``.keras`` file or a directory holding
-    ``model.keras`` (e.g. a search's ``best/``). Models saved with tfmot pruning or QAT
-    wrappers load too.
+    ``model.keras`` (e.g. a search's best/). Only the Keras v3 format, in safe mode:
+    legacy HDF5 files and Lambda layers, which run code on load, are refused
+    (:mod:`keras_cnas.training.model_file`). tfmot pruning or QAT wrappers load too.
 
     Raises:
         FileNotFoundError: no such file, or the directory has no ``model.keras``.
+        ModelFileError: the file could run code when loaded, or is not a v3 archive.
     """
-    from keras_cnas._keras import keras
+    from keras_cnas.training.model_file import load_model_file
 
     p = pathlib.Path(path)
     file = p / MODEL_FILE if p.is_dir() else p
@@ -82,16 +83,7 @@ def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
         raise FileNotFoundError(
             f"model: {p} is not a .keras file or a directory holding {MODEL_FILE}; pass a "
             "search's best/ directory (written by finalize) or a saved .keras file")
-    if not _mentions_tfmot(file):
-        try:
-            return keras.models.load_model(file, compile=False)
-        except (ValueError, TypeError) as e:  # e.g. an .h5 file with tfmot wrappers
-            if not any(name in str(e) for name in _TFMOT_CLASSES):
-                raise
-    from keras_cnas._keras import tfmot  # the model holds tfmot wrappers
-
-    with tfmot().sparsity.keras.prune_scope(), tfmot().quantization.keras.quantize_scope():
-        return keras.models.load_model(file, compile=False)
+    return load_model_file(file)
 
 
 def measure_costs(tflite_bytes: bytes, costs: Sequence[str] = MEASURED_COSTS, *,
@@ -233,6 +225,7 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
     if not hasattr(model, "predict"):
         spec_costs = _spec_costs(pathlib.Path(model))
         model = load_saved_model(model)
+    _check_finite(model)
     if class_names is None and isinstance(data, Dataset):
         class_names = data.class_names
     if class_names is not None:
@@ -318,7 +311,7 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         files["op_resolver"].write_text(op_resolver_header(tflite, name=C_ARRAY_NAME))
     report["files"] = {kind: str(path) for kind, path in files.items()}
     report["out_dir"] = str(out)
-    (out / REPORT_FILE).write_text(json.dumps(_finite(report), indent=2, sort_keys=True) + "\n")
+    (out / REPORT_FILE).write_text(json.dumps(json_safe(report), indent=2, sort_keys=True) + "\n")
     return report
 
 
@@ -367,20 +360,13 @@ def _protect_int8(tflite: bytes, model: Any, data: Dataset, calibration: Any, in
     return tflite, check
 
 
-# Class names of tfmot's wrappers, which loading needs tfmot's custom-object scopes for.
-_TFMOT_CLASSES = ("PruneLowMagnitude", "QuantizeWrapper", "QuantizeLayer")
-
-
-def _mentions_tfmot(file: pathlib.Path) -> bool:
-    """Whether a ``.keras`` archive's config names tfmot wrappers (loading such a file
-    without tfmot's scopes fails with a bare "'str' object is not callable")."""
-    if not zipfile.is_zipfile(file):
-        return False
-    with zipfile.ZipFile(file) as archive:
-        if "config.json" not in archive.namelist():
-            return False
-        config = archive.read("config.json").decode("utf-8", "replace")
-    return any(name in config for name in _TFMOT_CLASSES)
+def _check_finite(model: "keras.Model") -> None:
+    """Refuses a diverged model: its artifact would convert, but predict nothing."""
+    bad = sum(int(np.size(w) - np.isfinite(w).sum()) for w in model.get_weights())
+    if bad:
+        raise ValueError(f"model: {bad:,} of its weights are NaN or infinite (the training "
+                         "diverged); retrain it (e.g. with a lower learning rate) before "
+                         "exporting")
 
 
 def _spec_costs(path: pathlib.Path) -> dict[str, float]:
@@ -411,9 +397,10 @@ def _arena_estimate(tflite: bytes) -> int | None:
         return None
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (in nested dicts) as None, as JSON allows."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     return value

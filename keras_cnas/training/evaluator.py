@@ -29,7 +29,8 @@ from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
-from keras_cnas.training.datasource import DataSource, cache_file_name, remember, save_npz
+from keras_cnas.training.datasource import (DataSource, cache_file_name, fingerprint, remember,
+                                            save_npz)
 from keras_cnas.training.optimizer import OptimizerRecipe
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
 
@@ -329,6 +330,18 @@ class KerasEvaluator(Evaluator):
         data = ({IN_MEMORY: repr(self._dataset)} if self._source is None
                 else self._source.to_config())
         return {"data": data, **self._hyperparameters()}
+
+    def identity(self) -> dict[str, Any]:
+        """The training settings (not logging or saving) and the data's identity: its name,
+        split sizes and a fingerprint of its contents (so a changed validation split,
+        ``max_train_examples`` or file is a different search)."""
+        data = self.dataset
+        training = {k: v for k, v in self._hyperparameters().items()
+                    if k not in ("verbose", "save_models")}
+        return {"evaluator": self.name, "training": training,
+                "data": {"name": data.name, "train": len(data.y_train),
+                         "validation": len(data.y_val), "test": len(data.y_test),
+                         "fingerprint": fingerprint(data)}}
 
     # --- evaluation ----------------------------------------------------------------------
 

@@ -33,7 +33,9 @@ from keras_cnas.strategies._common import (
     Result,
     check_count,
     check_probability,
+    exhausted_reason,
     sample_unseen,
+    split_budget,
 )
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.moves import Move, MoveSet, moves_for
@@ -121,6 +123,14 @@ class MonteCarlo(Strategy):
     def planned_trials(self) -> int:
         return self.num_random + self.num_adaptive + self.num_full
 
+    def set_budget(self, max_trials: int) -> None:
+        """Scales the random / adaptive / full split (paper: 50 / 50 / 20) to ``max_trials``;
+        a phase the plan has keeps at least one trial (``max_trials=3``: 1 / 1 / 1), so
+        the search still ends at full fidelity."""
+        check_count("max_trials", max_trials, 1)
+        self.num_random, self.num_adaptive, self.num_full = split_budget(
+            max_trials, [self.num_random, self.num_adaptive, self.num_full])
+
     def phase(self, index: int) -> tuple[str, str] | None:
         """(phase, fidelity) of the ``index``-th ask (0-based), None past the last one."""
         if index < self.num_random:
@@ -152,8 +162,8 @@ class MonteCarlo(Strategy):
             if candidate is None:
                 candidate = self._adaptive_step(phase, fidelity)
         if candidate is None:
-            logger.info("montecarlo: no unseen feasible spec left at %s fidelity after %d "
-                        "candidates; the space looks exhausted", fidelity, self.asked)
+            self.stop_reason = f"{exhausted_reason(self.asked)} (at {fidelity} fidelity)"
+            logger.info("montecarlo: %s", self.stop_reason)
             return None
         self.asked += 1
         key = candidate.spec.key()

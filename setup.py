@@ -27,6 +27,8 @@ setup(
         "absl-py",
         "numpy",
         "ai-edge-litert>=2.3,<3",
+        # The default strategy (BayesOpt) fits scikit-learn's Gaussian process.
+        "scikit-learn",
     ],
     extras_require={
         # Only dev builds of tflite-micro exist on PyPI: pin exactly.

@@ -62,9 +62,9 @@ class BayesOpt(TrialBudget, Strategy):
         num_initial: random samples before the surrogate takes over.
         num_proposals: random feasible proposals ranked per step (mutations come on top).
         num_parents: the best trials whose mutations are proposals.
-        refit_every: the kernel's hyper-parameters are re-optimised every this many
-            results (the first fit included); in between they are kept, which makes a fit
-            a single Cholesky solve.
+        refit_growth: the kernel's hyper-parameters are re-optimised at the first fit and
+            whenever the results have grown by this factor since (1.5: at 10, 15, 23, 35,
+            ... results); in between they are kept, which makes a fit one Cholesky solve.
         fidelity: ``"full"`` or ``"traction"``, for every candidate.
         max_rejections: infeasible proposals in a row after which the search stops.
 
@@ -90,8 +90,8 @@ class BayesOpt(TrialBudget, Strategy):
 
     name = "bayesopt"
 
-    def __init__(self, num_trials: int = 100, *, num_initial: int = 10, num_proposals: int = 500,
-                 num_parents: int = 5, refit_every: int = 10, fidelity: str = "full",
+    def __init__(self, num_trials: int = 100, *, num_initial: int = 10, num_proposals: int = 100,
+                 num_parents: int = 5, refit_growth: float = 1.5, fidelity: str = "full",
                  max_rejections: int = 2000):
         super().__init__(max_rejections=max_rejections)
         self.num_trials = check_count("num_trials", num_trials, 1)
@@ -99,7 +99,11 @@ class BayesOpt(TrialBudget, Strategy):
                                        "the surrogate needs two results to fit")
         self.num_proposals = check_count("num_proposals", num_proposals, 1)
         self.num_parents = check_count("num_parents", num_parents, 0)
-        self.refit_every = check_count("refit_every", refit_every, 1)
+        if isinstance(refit_growth, bool) or not isinstance(refit_growth, (int, float)) \
+                or not refit_growth > 1.0:
+            raise ValueError(f"refit_growth: expected a number > 1 (1.5 re-optimises at 10, 15, "
+                             f"23, ... results), got {refit_growth!r}")
+        self.refit_growth = float(refit_growth)
         self.fidelity = check_fidelity("fidelity", fidelity)
         self._reset()
 
@@ -123,6 +127,20 @@ class BayesOpt(TrialBudget, Strategy):
         probe = context.estimate(space.sample(np.random.default_rng(0))).as_dict()
         names = list(dict.fromkeys([*context.constraints.bounds, *COST_FEATURES]))
         self._cost_names = [n for n in names if probe.get(n) is not None]
+        # key -> (feasible, log costs): estimates are pure, and a step ranks hundreds.
+        self._costs: dict[str, tuple[bool, list[float]]] = {}
+        self._blas: Any = None
+
+    def _priced(self, spec: Spec, key: str | None = None) -> tuple[bool, list[float]]:
+        """Whether ``spec`` meets the hard constraints, and its log costs (cached)."""
+        key = spec.key() if key is None else key
+        if key not in self._costs:
+            # Estimates made in tell() are not proposals the engine logs as rejections.
+            costs = self.context.estimate(spec).as_dict()
+            constraints = self.context.constraints
+            self._costs[key] = (not constraints or constraints.satisfied(costs),
+                                [math.log1p(max(float(costs[n]), 0.0)) for n in self._cost_names])
+        return self._costs[key]
 
     # --- ask / tell ----------------------------------------------------------------------
 
@@ -174,14 +192,12 @@ class BayesOpt(TrialBudget, Strategy):
             else:
                 columns.append((decisions[:, i:i + 1] == np.arange(size)).astype(float))
         if self._cost_names:
-            costs = np.array([[float(self.context.estimate(s).as_dict()[n]) for n in self._cost_names]
-                              for s in specs])
-            columns.append(np.log1p(np.maximum(costs, 0.0)))
+            columns.append(np.array([self._priced(s)[1] for s in specs]))
         return np.concatenate(columns, axis=1)
 
     def _proposals(self) -> list[Spec]:
         """Feasible, unseen specs: mutations of the best trials plus random samples."""
-        space, constraints = self.context.space, self.context.constraints
+        space = self.context.space
         out: dict[str, Spec] = {}
         best = sorted(self.results, key=lambda r: (-r.score, r.id))[:self.num_parents]
         for parent in best:
@@ -192,18 +208,18 @@ class BayesOpt(TrialBudget, Strategy):
         while randoms < self.num_proposals and draws < 10 * self.num_proposals:
             draws += 1
             spec = space.sample(self.rng)
-            if spec.key() not in out:
-                out[spec.key()] = spec
+            key = spec.key()
+            if key not in out:
+                out[key] = spec
                 randoms += 1
-        # Estimates made in tell() are not proposals the engine logs as rejections.
-        return [s for k, s in out.items() if k not in self._seen_set
-                and (not constraints or constraints.satisfied(self.context.estimate(s)))]
+        return [s for k, s in out.items() if k not in self._seen_set and self._priced(s, k)[0]]
 
     def _rank(self) -> list[dict[str, Any]]:
         from scipy.stats import norm
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from threadpoolctl import ThreadpoolController
 
         proposals = self._proposals()
         if not proposals:
@@ -219,18 +235,22 @@ class BayesOpt(TrialBudget, Strategy):
         y = np.array([r.score for r in self.results])
         kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.05, 50.0))
                   + WhiteKernel(1e-2, (1e-6, 1.0)))
-        optimise = self.theta is None or len(self.results) - self.fitted_at >= self.refit_every
+        optimise = self.theta is None or len(self.results) >= self.refit_growth * self.fitted_at
         if not optimise:
             kernel = kernel.clone_with_theta(np.array(self.theta))
         model = GaussianProcessRegressor(kernel, normalize_y=True,
                                          optimizer="fmin_l_bfgs_b" if optimise else None)
-        with warnings.catch_warnings():  # a hyper-parameter at its bound is fine here
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        # One BLAS thread: at these sizes (a few hundred points) threads only contend, and
+        # on a busy machine a 200 x 200 Cholesky took 80 ms instead of 1.
+        if self._blas is None:  # inspecting the loaded BLAS libraries takes a while: once
+            self._blas = ThreadpoolController()
+        with warnings.catch_warnings(), self._blas.limit(limits=1):
+            warnings.simplefilter("ignore", ConvergenceWarning)  # a bound is fine here
             model.fit(x_seen, y)
+            mu, sd = model.predict(x_new, return_std=True)
         if optimise:
             self.theta = [float(t) for t in model.kernel_.theta]
             self.fitted_at = len(self.results)
-        mu, sd = model.predict(x_new, return_std=True)
         sd = np.maximum(sd, 1e-9)
         z = (mu - y.max()) / sd
         ei = (mu - y.max()) * norm.cdf(z) + sd * norm.pdf(z)
@@ -244,7 +264,7 @@ class BayesOpt(TrialBudget, Strategy):
     def get_config(self) -> dict[str, Any]:
         return {"num_trials": self.num_trials, "num_initial": self.num_initial,
                 "num_proposals": self.num_proposals, "num_parents": self.num_parents,
-                "refit_every": self.refit_every, "fidelity": self.fidelity,
+                "refit_growth": self.refit_growth, "fidelity": self.fidelity,
                 "max_rejections": self.max_rejections}
 
     def _state(self) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from keras_cnas.strategies import (  # noqa: E402
     RegularizedEvolution,
     Reinforce,
     Strategy,
+    TPE,
 )
 from keras_cnas.training.tabular import TABULAR_BENCHMARKS, TabularBenchmark  # noqa: E402
 
@@ -74,6 +75,9 @@ STRATEGY_FACTORIES: dict[str, Callable[[int, str], Strategy]] = {
     "rcas": lambda n, metric: RCAS(),
     "local_search": lambda n, metric: LocalSearch(),
     "bayesopt": lambda n, metric: BayesOpt(),
+    # Optuna's TPE (pip install keras_cnas[tpe]); not in the default list: with the
+    # infeasible proposals it tells, a 200-trial search grows to thousands of Optuna trials.
+    "tpe": lambda n, metric: TPE(),
     # B-ENAS' controller without weight sharing; the tables' accuracies are in percent.
     # Not in the default list: a TensorFlow LSTM step per sample makes a 200-trial search
     # take ~30 s here (run it with --strategies=random,reinforce --seeds=5).
@@ -81,7 +85,7 @@ STRATEGY_FACTORIES: dict[str, Callable[[int, str], Strategy]] = {
 }
 DEFAULT_STRATEGIES = ["random", "evolution", "montecarlo", "rcas", "local_search", "bayesopt"]
 #: Strategies whose asks do not depend on max_trials: one run at the largest N serves all.
-ANYTIME = frozenset({"random", "rcas", "local_search", "bayesopt", "reinforce"})
+ANYTIME = frozenset({"random", "rcas", "local_search", "bayesopt", "tpe", "reinforce"})
 COSTS = ("params", "flops")
 QUANTILES = (0.10, 0.25, 0.50)
 COPIES = ("original", "shuffled")

@@ -85,6 +85,7 @@ SMALL = {
     "evolution": {"population_size": 8, "sample_size": 3, "num_trials": 30},
     "local_search": {"num_trials": 30},
     "bayesopt": {"num_trials": 16, "num_initial": 5, "num_proposals": 40},
+    "tpe": {"num_trials": 25, "n_startup_trials": 5},
     # The trials here carry a score and no accuracy: reward the score.
     "reinforce": {"num_trials": 10, "reward_metric": None, "lstm_size": 8},
 }

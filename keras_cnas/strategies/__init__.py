@@ -1,6 +1,6 @@
 """Ask/tell search strategies: Gaussian-process Bayesian optimisation (the default),
-random search, Monte Carlo coordinate descent, evolution, local search, RCAS lazy greedy
-and the B-ENAS REINFORCE controller.
+random search, Monte Carlo coordinate descent, evolution, local search, Optuna's TPE, RCAS
+lazy greedy and the B-ENAS REINFORCE controller.
 
 A strategy proposes candidates (``ask``) and learns from finished trials (``tell``); it
 never trains anything. Strategies are registered by name in :data:`STRATEGIES`
@@ -26,6 +26,7 @@ from keras_cnas.strategies.local_search import LocalSearch
 from keras_cnas.strategies.montecarlo import MonteCarlo
 from keras_cnas.strategies.random_search import RandomSearch
 from keras_cnas.strategies.reinforce import Reinforce
+from keras_cnas.strategies.tpe import TPE
 
 __all__ = ["RCAS", "STRATEGIES", "BayesOpt", "FixedSpecs", "LazyGreedy", "LocalSearch", "MonteCarlo",
-           "RandomSearch", "RegularizedEvolution", "Reinforce", "SearchContext", "Strategy"]
+           "RandomSearch", "RegularizedEvolution", "Reinforce", "SearchContext", "Strategy", "TPE"]

@@ -57,6 +57,18 @@ def sample_unseen(strategy: Strategy, seen: Container[str],
     return None
 
 
+def probe_costs(context: Any) -> dict[str, Any]:
+    """The cost names (and values) the search's cost function reports for a random spec;
+    empty for a space without costs (a plain ``CategoricalSpace``). A throwaway RNG keeps
+    the strategy's own untouched."""
+    from keras_cnas.errors import InvalidSpecError
+
+    try:
+        return context.estimate(context.space.sample(np.random.default_rng(0))).as_dict()
+    except InvalidSpecError:
+        return {}
+
+
 def exhausted_reason(asked: int) -> str:
     """The stop reason of a strategy that found no unseen feasible spec."""
     return (f"no unseen feasible spec found in {UNSEEN_TRIES} samples after {asked} "

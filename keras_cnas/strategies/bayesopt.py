@@ -36,6 +36,7 @@ from keras_cnas.strategies._common import (
     check_count,
     check_fidelity,
     exhausted_reason,
+    probe_costs,
     sample_unseen,
 )
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
@@ -124,7 +125,7 @@ class BayesOpt(TrialBudget, Strategy):
         self._sizes = space.decision_sizes()
         self._ordered = space.ordered_decisions()
         # Cost features: every analytic cost named in COST_FEATURES or bounded.
-        probe = context.estimate(space.sample(np.random.default_rng(0))).as_dict()
+        probe = probe_costs(context)
         names = list(dict.fromkeys([*context.constraints.bounds, *COST_FEATURES]))
         self._cost_names = [n for n in names if probe.get(n) is not None]
         # key -> (feasible, log costs): estimates are pure, and a step ranks hundreds.
@@ -135,9 +136,11 @@ class BayesOpt(TrialBudget, Strategy):
         """Whether ``spec`` meets the hard constraints, and its log costs (cached)."""
         key = spec.key() if key is None else key
         if key not in self._costs:
+            constraints = self.context.constraints
+            if not constraints and not self._cost_names:  # a space without costs
+                return True, []
             # Estimates made in tell() are not proposals the engine logs as rejections.
             costs = self.context.estimate(spec).as_dict()
-            constraints = self.context.constraints
             self._costs[key] = (not constraints or constraints.satisfied(costs),
                                 [math.log1p(max(float(costs[n]), 0.0)) for n in self._cost_names])
         return self._costs[key]

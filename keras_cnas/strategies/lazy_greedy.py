@@ -31,11 +31,9 @@ import heapq
 import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
 from keras_cnas.spaces.base import Spec, spec_from_dict
-from keras_cnas.strategies._common import check_count, check_fidelity
+from keras_cnas.strategies._common import check_count, check_fidelity, probe_costs
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.local_search import LocalSearch
 from keras_cnas.trial import Candidate, Trial
@@ -154,7 +152,7 @@ class LazyGreedy(Strategy):
                 f"CategoricalSpace(..., empty_choice=0)); {type(context.space).__name__} has none")
         self._empty = empty
         self._sizes = context.space.decision_sizes()
-        probe = context.estimate(context.space.sample(np.random.default_rng(0))).as_dict()
+        probe = probe_costs(context) if any(COST_RULES[r] for r in self.cost_rules) else {}
         self._rule_costs = {rule: rule_cost(rule, probe, list(context.constraints.bounds))
                             for rule in self.cost_rules}
         self._seed = seed

@@ -12,7 +12,8 @@ An adaptive step takes a base architecture (the best so far at the phase's fidel
 one of the ``n_best`` best, §3.5) and applies one move from
 :mod:`keras_cnas.strategies.moves`: with probability ``meta_probability`` a meta move
 (add or remove a layer), else a layer move (one coordinate scaled by 1.5 or 0.66); on
-spaces other than the descriptor space, a ±1 step on one decision. Coordinate descent:
+spaces other than the descriptor space, a ±1 step along one ordered decision or a jump to
+another value of an unordered one (``space.ordered_decisions()``). Coordinate descent:
 when a trial beats its parent and becomes the best (ranks within the ``n_best``), the
 next ask repeats its move from it; otherwise a new random move is drawn. A move that is
 a no-op, gives an invalid network or breaks the constraints makes the step try a

@@ -68,7 +68,9 @@ from keras_cnas.training.tabular import TABULAR_BENCHMARKS, TabularBenchmark  # 
 #: line here.
 STRATEGY_FACTORIES: dict[str, Callable[[int, str], Strategy]] = {
     "random": lambda n, metric: RandomSearch(),
-    "evolution": lambda n, metric: RegularizedEvolution(population_size=20, sample_size=5),
+    # A population of at most N / 2, so that half of the budget goes to mutations.
+    "evolution": lambda n, metric: RegularizedEvolution(population_size=min(20, n // 2),
+                                                        sample_size=5),
     # One fidelity in a table: a quarter random samples, the rest coordinate descent.
     "montecarlo": lambda n, metric: MonteCarlo(num_random=1, num_adaptive=3, num_full=0),
     # The three cost rules, then local search from the best set with the budget left.

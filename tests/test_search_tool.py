@@ -75,7 +75,7 @@ def test_impossible_constraints_exit_non_zero_within_60_seconds(tmp_path):
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
-    for flag, known in (("--strategy=annealing", "evolution|lazy_greedy|montecarlo|random|rcas"),
+    for flag, known in (("--strategy=annealing", "bayesopt|evolution|lazy_greedy|local_search|montecarlo|random"),
                         ("--space=cells", "descriptor|blockset"),
                         ("--dataset=imagenet", "cifar10|digits|mnist")):
         out = subprocess.run([sys.executable, "tools/search.py", flag, f"--search_dir={tmp_path}"],

@@ -178,6 +178,9 @@ class _Search:
             raise ValueError("resume and overwrite: pass at most one of them")
         self.space, self.constraints, self.seed = space, constraints, seed
         self.strategy = strategy if strategy is not None else _default_strategy()
+        # What identifies the search is the strategy as configured, not its budget: a
+        # resume may raise max_trials (the strategy then plans for the new budget).
+        self.strategy_config = self.strategy.get_config()
         if max_trials is not None:
             self.strategy.set_budget(max_trials)
         self.evaluator = evaluator if evaluator is not None else _default_evaluator(data)
@@ -196,7 +199,7 @@ class _Search:
     def config(self) -> dict[str, Any]:
         """What identifies this search: a resumed search must match it."""
         return {"space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
-                "strategy": {"name": self.strategy.name, "config": self.strategy.get_config()},
+                "strategy": {"name": self.strategy.name, "config": self.strategy_config},
                 "seed": self.seed}
 
     def open_store(self) -> TrialStore:

@@ -103,11 +103,8 @@ class RegularizedEvolution(Strategy):
         return self.num_trials
 
     def set_budget(self, max_trials: int) -> None:
-        """``max_trials`` candidates; a population of at most half of them, so that at
-        least half of the budget goes to mutations."""
+        """``max_trials`` candidates (the population stays as configured)."""
         self.num_trials = check_count("max_trials", max_trials, 1)
-        self.population_size = min(self.population_size, max(1, max_trials // 2))
-        self.sample_size = min(self.sample_size, self.population_size)
 
     def ask(self) -> Candidate | None:
         if self.asked >= self.num_trials:

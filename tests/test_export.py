@@ -310,7 +310,7 @@ def test_search_with_max_arena_bytes_never_completes_a_trial_over_it(digits, tmp
     # offline estimate of untrained int8 conversions: the bound splits them. (Trained ones
     # need a few % more: a BatchNorm shift that is no longer zero gives each conv a bias.)
     probe = RandomSearch(num_samples=trials, fidelity="traction")
-    probe.setup(SearchContext(space, cnas.Constraints(), space.estimate), seed=seed)
+    probe.setup(SearchContext(space, cnas.Constraints(), cnas.costs.Pricer(space=space)), seed=seed)
     arenas = []
     for _ in range(trials):
         keras.backend.clear_session()

@@ -10,7 +10,6 @@ end: the best trial is finalized (retrained on train + validation and saved unde
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import json
 import logging
@@ -19,12 +18,13 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from keras_cnas.costs import Constraints, CostReport
-from keras_cnas.costs import estimate as analytic_estimate
+from keras_cnas.costs import Constraints
+from keras_cnas.costs.deployment import DEPLOYMENT_COSTS
+from keras_cnas.costs.pricer import Pricer
 from keras_cnas.engine import summary as summaries
 from keras_cnas.engine.runners import InProcessRunner, Runner
 from keras_cnas.engine.store import TrialStore
@@ -182,7 +182,9 @@ class _Search:
             tempfile.mkdtemp(prefix="keras_cnas_search_"))
         self.config_extra = config_extra
         self.tensorboard = tensorboard
-        self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
+        # One pricer for the whole search: the strategy's checks, the rejection log and
+        # each trial's recorded costs price a spec once, for the export the evaluator ships.
+        self.pricer = Pricer(constraints, target=self.evaluator.export_target, space=space)
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class _Search:
         # Any spec reports the same analytic cost names; a throwaway RNG keeps the
         # strategy's own RNG untouched.
         sample = self.space.sample(np.random.default_rng(0))
-        available = set(self.estimate(sample).as_dict()) | set(self.evaluator.reported_costs)
+        available = self.pricer.available(sample) | set(self.evaluator.reported_costs)
         self.constraints.check_available(available)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -239,10 +241,10 @@ class _Search:
 
     def _run(self, store: TrialStore) -> SearchResult:
         strategy, runner = self.strategy, self.runner
-        # The strategy estimates costs through the log, which keeps the costs of the
-        # proposals the constraints reject for the report (the strategy only counts them).
-        rejections = _RejectionLog(self.estimate, self.constraints)
-        strategy.setup(SearchContext(self.space, self.constraints, rejections), seed=self.seed)
+        # The strategy checks proposals through the pricer, which keeps the costs of the
+        # ones the constraints reject for the report (the strategy only counts them).
+        pricer = self.pricer
+        strategy.setup(SearchContext(self.space, self.constraints, pricer), seed=self.seed)
         # Readers of a running search (tools/report.py) need the objective before summary.json.
         store.save_state("objective", {"name": self.evaluator.objective,
                                        "direction": self.evaluator.direction})
@@ -271,15 +273,15 @@ class _Search:
                                        and finished + len(in_flight) >= self.max_trials):
                         break
                     else:
-                        with rejections.recording():
+                        with pricer.recording():
                             candidate = strategy.ask()
                         if candidate is None:
-                            store.add_rejections(rejections.take())
+                            store.add_rejections(pricer.take_rejections())
                             # Nothing to propose now: finished, unless the strategy waits
                             # for running trials (a sequential step such as lazy greedy's).
                             exhausted = not in_flight
                             break
-                        trial = store.create(candidate, strategy.state_dict(), rejections.take())
+                        trial = store.create(candidate, strategy.state_dict(), pricer.take_rejections())
                     trial.timings["started"] = time.time()
                     in_flight[trial.id] = trial
                     runner.submit(trial, self.seed + trial.id)
@@ -308,7 +310,7 @@ class _Search:
                     self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
                                                       self.evaluator.objective))
         except InfeasibleConstraintsError as e:
-            store.add_rejections(rejections.take())  # what made the search give up
+            store.add_rejections(pricer.take_rejections())  # what made the search give up
             error = e
         except BaseException:
             runner.close()  # KeyboardInterrupt etc.: running trials are re-queued on resume
@@ -357,7 +359,7 @@ class _Search:
         trial.timings["finished"] = time.time()
         trial.timings["seconds"] = trial.timings["finished"] - trial.timings.get("started", time.time())
         trial.metrics = dict(result.metrics)
-        trial.costs = {**self.estimate(trial.spec).as_dict(), **result.costs}
+        trial.costs = _with_estimate_errors(self.pricer.costs(trial.spec).as_dict(), result.costs)
         trial.status, trial.error = result.status, result.error
         if trial.status == TrialStatus.COMPLETED:
             violations = self.constraints.violations(trial.costs)
@@ -422,44 +424,22 @@ class _Search:
             logger.info(line)
 
 
-class _RejectionLog:
-    """The cost function a strategy sees: the search's own, plus a log of the proposals
-    that break the hard constraints while the strategy is asking.
-
-    Strategies count rejections but keep no costs; the report's histograms compare the
-    costs of rejected and evaluated samples. A strategy estimates a proposal once per
-    feasibility check, so each logged entry is one rejection (a spec drawn twice counts
-    twice, as in ``Strategy.rejections``). Estimates made outside ``ask`` (a strategy
-    scoring candidates in ``tell``) are not proposals and are not logged.
-    """
-
-    def __init__(self, estimate: Callable[[Spec], CostReport], constraints: Constraints):
-        self._estimate, self._constraints = estimate, constraints
-        self._pending: list[dict[str, Any]] = []
-        self._active = False
-
-    def __call__(self, spec: Spec) -> CostReport:
-        report = self._estimate(spec)
-        if self._active and self._constraints:
-            costs = report.as_dict()
-            violated = [v.cost for v in self._constraints.violations(costs)]
-            if violated:
-                self._pending.append({"spec_key": spec.key(), "costs": costs,
-                                      "violated": violated})
-        return report
-
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[None]:
-        self._active = True
-        try:
-            yield
-        finally:
-            self._active = False
-
-    def take(self) -> list[dict[str, Any]]:
-        """The proposals rejected since the last take."""
-        pending, self._pending = self._pending, []
-        return pending
+def _with_estimate_errors(priced: Mapping[str, float], measured: Mapping[str, float]) -> dict[str, Any]:
+    """Priced costs overridden by measured ones; where a deployment cost was both priced
+    and measured, the priced value is kept as ``<cost>_priced`` and a difference between
+    them as ``<cost>_error`` (measured - priced: nonzero for ``arena_bytes`` means the
+    exact model is wrong; for ``tflite_bytes``, a bound, only a positive one is recorded)."""
+    costs = {**priced, **measured}
+    for name in DEPLOYMENT_COSTS:
+        if priced.get(name) is None or measured.get(name) is None:
+            continue
+        costs[f"{name}_priced"] = priced[name]
+        error = measured[name] - priced[name]
+        if error > 0 or (error and name == "arena_bytes"):
+            costs[f"{name}_error"] = error
+            logger.warning("measured %s = %s differs from the priced %s (%+d)", name,
+                           measured[name], priced[name], error)
+    return costs
 
 
 def _default_strategy() -> Strategy:

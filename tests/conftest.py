@@ -61,27 +61,6 @@ def assert_costs_exact(spec):
     return model
 
 
-def trained_like(model, rng):
-    """Every weight of ``model`` redrawn from ``rng`` as training leaves them: He-normal
-    kernels, and non-zero biases and BatchNorm statistics (a zero bias, as at initialisation,
-    is dropped by the converter, which a trained network never shows)."""
-    import numpy as np
-
-    weights = []
-    for w in model.weights:
-        shape, name = w.shape, w.name
-        if "kernel" in name:
-            fan_in = int(np.prod(shape[:-1])) or 1
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-        elif "variance" in name or "gamma" in name:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0.0, 0.1, shape)
-        weights.append(value.astype(np.float32))
-    model.set_weights(weights)
-    return model
-
-
 def assert_deployment_costs_exact(spec, target, seed=0):
     """Converts ``spec``'s network (trained-like weights) for ``target`` and asserts that
     the spec-derived ``arena_bytes`` equals TFLite Micro's measured arena and that
@@ -91,12 +70,13 @@ def assert_deployment_costs_exact(spec, target, seed=0):
 
     import keras_cnas as cnas
     from keras_cnas._keras import keras
+    from keras_cnas.builders.common import redraw_weights
     from keras_cnas.costs import deployment_costs
     from keras_cnas.export import micro_arena_bytes, to_tflite
 
     keras.backend.clear_session()
     rng = np.random.default_rng(seed)
-    model = trained_like(cnas.build_model(spec), rng)
+    model = redraw_weights(cnas.build_model(spec), rng)
     x = rng.random((8, *spec.input_shape), dtype=np.float32)
     flatbuffer = to_tflite(model, target.quantize, representative_data=x if target.quantize == "int8"
                            else None, int8_io=target.int8_io)

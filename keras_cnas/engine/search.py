@@ -110,7 +110,8 @@ def search(space: Space, constraints: Constraints | None = None, *,
            search_dir: str | pathlib.Path | None = None, runner: Runner | None = None,
            seed: int = 0, resume: bool = False, overwrite: bool = False,
            finalize: bool = True, verbose: bool = True, tensorboard: bool = True,
-           config_extra: Mapping[str, Any] | None = None) -> SearchResult:
+           config_extra: Mapping[str, Any] | None = None,
+           price_deployment: bool = True) -> SearchResult:
     """Searches ``space`` for the best architecture that meets ``constraints``.
 
     Args:
@@ -137,6 +138,11 @@ def search(space: Space, constraints: Constraints | None = None, *,
             an HParams session per trial, progress curves), live: ``tensorboard --logdir
             search_dir/tensorboard`` (see ``keras_cnas.report.tensorboard``).
         config_extra: JSON-compatible settings recorded in ``summary.json`` (e.g. flags).
+        price_deployment: price ``arena_bytes`` / ``tflite_bytes`` from the spec for the
+            evaluator's export (``evaluator.export_target``), so that their bounds are
+            checked before a candidate is trained. False checks them only on the measured
+            artifact after training (how searches ran before; ``benchmarks/device_budget.py``
+            compares the two).
 
     Returns:
         A :class:`SearchResult`.
@@ -160,13 +166,13 @@ def search(space: Space, constraints: Constraints | None = None, *,
     """
     return _Search(space, constraints or Constraints(), strategy, evaluator, data, max_trials,
                    search_dir, runner, seed, resume, overwrite, finalize, verbose,
-                   dict(config_extra or {}), tensorboard).run()
+                   dict(config_extra or {}), tensorboard, price_deployment).run()
 
 
 class _Search:
     def __init__(self, space, constraints, strategy, evaluator, data, max_trials, search_dir,
                  runner, seed, resume, overwrite, finalize, verbose, config_extra,
-                 tensorboard=True):
+                 tensorboard=True, price_deployment=True):
         if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
                                        or max_trials < 1):
             raise ValueError(f"max_trials: expected a positive integer or None, got {max_trials!r}")
@@ -184,7 +190,8 @@ class _Search:
         self.tensorboard = tensorboard
         # One pricer for the whole search: the strategy's checks, the rejection log and
         # each trial's recorded costs price a spec once, for the export the evaluator ships.
-        self.pricer = Pricer(constraints, target=self.evaluator.export_target, space=space)
+        target = self.evaluator.export_target if price_deployment else None
+        self.pricer = Pricer(constraints, target=target, space=space)
 
     # --- set-up ---------------------------------------------------------------------------
 

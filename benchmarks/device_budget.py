@@ -13,7 +13,7 @@ Reports per run: trials trained, trials trained then discarded (INFEASIBLE on a 
 bound), rejected proposals, wall time, the best trial's measured arena and flash and its test
 accuracy after finalizing. Prints a table and one JSON line.
 
-Usage: python benchmarks/device_budget.py [--data_dir=../shared/data/mnist] [--trials=8]
+Usage: python benchmarks/device_budget.py [--data_dir=../shared/data/mnist] [--trials=12]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from keras_cnas.trial import TrialStatus  # noqa: E402
 flags.DEFINE_string("data_dir", "../shared/data/mnist", "MNIST IDX directory.")
 flags.DEFINE_integer("train_examples", 3000, "Training examples (a stratified subset).",
                      lower_bound=100)
-flags.DEFINE_integer("trials", 8, "Trials per search (4 random, then adaptive and full).",
+flags.DEFINE_integer("trials", 12, "Trials per search (4 random, then adaptive and full).",
                      lower_bound=3)
 flags.DEFINE_integer("max_arena_bytes", 64 * 1024, "TFLite Micro arena bound (bytes).")
 flags.DEFINE_integer("max_tflite_bytes", 256 * 1024, "Flatbuffer bound (bytes).")
@@ -69,7 +69,8 @@ def run(data, priced: bool, workdir: pathlib.Path) -> dict:
         "wall_seconds": round(seconds, 1),
         "best_arena_bytes": None if best is None else best.costs.get("arena_bytes"),
         "best_tflite_bytes": None if best is None else best.costs.get("tflite_bytes"),
-        "best_test_accuracy": result.best_metrics.get("test_accuracy"),
+        "best_test_accuracy": (None if result.best_metrics.get("test_accuracy") is None
+                               else round(result.best_metrics["test_accuracy"], 4)),
         "priced_vs_measured_arena_errors": sum("arena_bytes_error" in t.costs for t in trained),
     }
 

@@ -196,3 +196,62 @@ def test_an_impossible_arena_budget_stops_naming_the_bound(digits, tmp_path):
         cnas.search(space, cnas.Constraints(max_arena_bytes=1000),
                     strategy=MonteCarlo(num_random=2, num_adaptive=0, num_full=0, max_rejections=50),
                     evaluator=evaluator, search_dir=tmp_path, verbose=False)
+
+
+# --- a user's Keras model: compression.model_costs(model, target=...) -------------------
+
+
+def test_model_costs_of_a_built_spec_price_like_the_spec():
+    from keras_cnas._keras import keras
+    from keras_cnas.compression import model_costs
+
+    rng = np.random.default_rng(3)
+    specs = [SPACES["descriptor"].sample(rng) for _ in range(4)]
+    specs += [SPACES["blockset"].sample(rng) for _ in range(3)] + [random_resnet(rng) for _ in range(3)]
+    for spec in specs:
+        keras.backend.clear_session()
+        model = cnas.build_model(spec)
+        for target in TARGETS:
+            costs = model_costs(model, target=target)
+            assert costs["arena_bytes"] == deployment_costs(spec, target)["arena_bytes"], spec.to_json()
+    assert "arena_bytes" not in model_costs(model).as_dict()  # analytic only without a target
+
+
+def test_model_costs_of_a_users_keras_model_match_the_converted_model():
+    from keras_cnas._keras import keras
+    from keras_cnas.builders.common import redraw_weights
+    from keras_cnas.compression import model_costs
+    from keras_cnas.export import micro_arena_bytes, to_tflite
+
+    keras.backend.clear_session()
+    layers = keras.layers
+    inputs = keras.Input((10, 10, 1), name="pixels")
+    x = layers.Conv2D(6, 3, padding="valid", activation="relu", name="c1")(inputs)
+    x = layers.AveragePooling2D(2, name="p1")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    y = layers.BatchNormalization(name="bn")(y)
+    y = layers.ReLU(6.0, name="act")(y)
+    x = layers.Add(name="add")([x, y])
+    x = layers.Flatten(name="flat")(x)
+    x = layers.Dropout(0.2, name="drop")(x)
+    outputs = layers.Dense(4, activation="softmax", name="out")(x)
+    model = redraw_weights(keras.Model(inputs, outputs, name="user_net"), np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    flatbuffer = to_tflite(model, "int8", representative_data=rng.random((8, 10, 10, 1), np.float32))
+    costs = model_costs(model, target=ExportTarget("int8"))
+    assert costs["arena_bytes"] == micro_arena_bytes(flatbuffer)
+    assert costs["tflite_bytes"] >= len(flatbuffer)
+
+
+def test_model_costs_name_a_layer_the_converter_mapping_does_not_model():
+    from keras_cnas._keras import keras
+    from keras_cnas.compression import model_costs
+    from keras_cnas.costs.arena import UnsupportedOpError
+
+    keras.backend.clear_session()
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="c"),
+                              keras.layers.BatchNormalization(name="lonely_bn"),
+                              keras.layers.Activation("tanh", name="t"), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    with pytest.raises(UnsupportedOpError, match="layer 'c'.*neither a bias nor|'t'"):
+        model_costs(model, target=ExportTarget())

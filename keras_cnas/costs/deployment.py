@@ -90,7 +90,9 @@ class ExportTarget:
 # --------------------------------------------------------------------------------------
 # The graph, op by op.
 
+#: TFLite's fused activation codes (``ActivationFunctionType``).
 _NO_ACTIVATION, _RELU, _RELU6 = 0, 1, 3
+RELU, RELU6 = _RELU, _RELU6
 
 
 class GraphBuilder:
@@ -145,27 +147,37 @@ class GraphBuilder:
     # --- layers --------------------------------------------------------------------------
 
     def conv(self, x: int, filters: int, kernel: tuple[int, int], stride: int = 1,
-             groups: int = 1, activation: int = _NO_ACTIVATION) -> int:
-        """Conv2D ("same", no bias) + BatchNorm (+ ReLU): one CONV_2D with a folded bias."""
+             groups: int = 1, activation: int = _NO_ACTIVATION,
+             out_hw: tuple[int, int] | None = None) -> int:
+        """Conv2D (+ BatchNorm, + ReLU): one CONV_2D with a (folded) bias; "same" padding
+        unless ``out_hw`` gives the output's height and width."""
         h, w, c = self.shape(x)
         weights = self._weights((filters, kernel[0], kernel[1], c // groups), filters)
         bias = self._bias(filters)
-        out = self._activation((1, -(-h // stride), -(-w // stride), filters))
+        ho, wo = out_hw or (-(-h // stride), -(-w // stride))
+        out = self._activation((1, ho, wo, filters))
         return self._op("CONV_2D", [x, weights, bias], out, stride=stride, activation=activation)
 
-    def depthwise(self, x: int, kernel: int, stride: int, activation: int) -> int:
+    def depthwise(self, x: int, kernel: int | tuple[int, int], stride: int, activation: int,
+                  out_hw: tuple[int, int] | None = None) -> int:
         h, w, c = self.shape(x)
-        weights = self._weights((1, kernel, kernel, c), c)
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        weights = self._weights((1, kh, kw, c), c)
         bias = self._bias(c)
-        out = self._activation((1, -(-h // stride), -(-w // stride), c))
+        ho, wo = out_hw or (-(-h // stride), -(-w // stride))
+        out = self._activation((1, ho, wo, c))
         return self._op("DEPTHWISE_CONV_2D", [x, weights, bias], out, stride=stride,
                         activation=activation)
 
-    def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int]) -> int:
-        """MaxPool2D, "valid" padding; pool and stride are (y, x)."""
+    def pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int],
+             opcode: str = "MAX_POOL_2D", out_hw: tuple[int, int] | None = None) -> int:
+        """MaxPool2D (or AveragePool2D), "valid" padding unless ``out_hw``; (y, x) pairs."""
         h, w, c = self.shape(x)
-        out = self._activation((1, (h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1, c))
-        return self._op("MAX_POOL_2D", [x], out)
+        ho, wo = out_hw or ((h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1)
+        return self._op(opcode, [x], self._activation((1, ho, wo, c)))
+
+    def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int]) -> int:
+        return self.pool(x, pool, stride)
 
     def add(self, a: int, b: int, activation: int = _NO_ACTIVATION) -> int:
         return self._op("ADD", [a, b], self._activation((1, *self.shape(a))), activation=activation)
@@ -187,14 +199,20 @@ class GraphBuilder:
         return self._op("FULLY_CONNECTED", [x, weights, bias], self._activation((1, units)),
                         activation=activation)
 
-    def classifier(self, x: int, classes: int) -> ModelView:
-        """Dense(classes, softmax) and the end of the graph (DEQUANTIZE for float output)."""
-        logits = self.dense(x, classes)
-        out = self._op("SOFTMAX", [logits], self._activation((1, classes)))
+    def softmax(self, x: int) -> int:
+        return self._op("SOFTMAX", [x], self._activation((1, *self.shape(x))))
+
+    def finish(self, out: int) -> ModelView:
+        """Ends the graph at ``out`` (a DEQUANTIZE first for a float output of an int8 graph)."""
         if self.int8 and not self.target.int8_io:
-            out = self._op("DEQUANTIZE", [out], self._tensor((1, classes), "FLOAT32", False, 0))
+            out = self._op("DEQUANTIZE", [out], self._tensor((1, *self.shape(out)), "FLOAT32",
+                                                              False, 0))
         sg = Subgraph("main", tuple(self.tensors), tuple(self.operators), (self.input,), (out,))
         return ModelView((sg,), ("min_runtime_version", "CONVERSION_METADATA"), 0)
+
+    def classifier(self, x: int, classes: int) -> ModelView:
+        """Dense(classes, softmax) and the end of the graph."""
+        return self.finish(self.softmax(self.dense(x, classes)))
 
 
 # --------------------------------------------------------------------------------------
@@ -348,5 +366,6 @@ def _align(n: int, a: int) -> int:
     return -(-n // a) * a
 
 
-__all__ = ["DEPLOYMENT_COSTS", "ExportTarget", "GRAPHS", "GraphBuilder", "TARGET_QUANTIZATIONS",
+__all__ = ["DEPLOYMENT_COSTS", "ExportTarget", "GRAPHS", "GraphBuilder", "NAME_BYTES",
+           "RELU", "RELU6", "TARGET_QUANTIZATIONS",
            "deployment_costs", "flatbuffer_bytes", "has_deployment_costs", "tflite_graph"]

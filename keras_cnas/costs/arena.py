@@ -431,9 +431,9 @@ def _check_supported(model: ModelView) -> Subgraph:
     return sg
 
 
-def _trace(model: ModelView) -> tuple[list[_Step], int, int]:
+def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, int]:
     """The allocation steps of AllocateTensors(); returns (steps, plan bytes, #buffers)."""
-    sg = _check_supported(model)
+    sg = model.main if checked else _check_supported(model)
     tr = _Trace()
     ops = sg.operators
     # RecordingMicroAllocator::Create.
@@ -542,9 +542,13 @@ def replay_arena(model: ModelView) -> ArenaEstimate:
     return ArenaEstimate(hi, plan_bytes, tail, binding or "", num_buffers)
 
 
-def replay_arena_bytes(model: ModelView) -> int:
-    """Just the arena size of :func:`replay_arena` (skips the diagnostics)."""
-    return _smallest_arena(_trace(model)[0])
+def replay_arena_bytes(model: ModelView, *, checked: bool = False) -> int:
+    """Just the arena size of :func:`replay_arena` (skips the diagnostics).
+
+    ``checked=True`` skips the scope checks for a graph known to be in scope (one
+    :mod:`keras_cnas.costs.deployment` derived: supported ops, static int8 / float32 shapes).
+    """
+    return _smallest_arena(_trace(model, checked)[0])
 
 
 def _smallest_arena(steps: list[_Step]) -> int:

@@ -316,7 +316,7 @@ def deployment_costs(spec, target: ExportTarget = ExportTarget()) -> dict[str, i
     ``tflite_bytes`` is :func:`flatbuffer_bytes` of the same graph.
     """
     graph = tflite_graph(spec, target)
-    return {"arena_bytes": replay_arena_bytes(graph),
+    return {"arena_bytes": replay_arena_bytes(graph, checked=True),
             "tflite_bytes": flatbuffer_bytes(graph, NAME_BYTES[spec.SPACE])}
 
 

@@ -255,3 +255,38 @@ def test_model_costs_name_a_layer_the_converter_mapping_does_not_model():
                               keras.layers.Dense(3)])
     with pytest.raises(UnsupportedOpError, match="layer 'c'.*neither a bias nor|'t'"):
         model_costs(model, target=ExportTarget())
+
+
+def test_monte_carlo_under_an_arena_bound_only_asks_for_specs_that_fit():
+    from keras_cnas.strategies import SearchContext
+    from keras_cnas.trial import Trial
+
+    space = DescriptorSpace((28, 28, 1), 10, max_conv_layers=4, max_filters=64, max_fc_layers=2,
+                            max_hidden=256)
+    bound = 24 * 1024
+    constraints = cnas.Constraints(max_arena_bytes=bound)
+    pricer = Pricer(constraints, space=space)
+    mc = MonteCarlo(num_random=6, num_adaptive=20, num_full=0)
+    mc.setup(SearchContext(space, constraints, pricer), seed=0)
+    asked = []
+    while (candidate := mc.ask()) is not None:
+        trial = Trial.from_candidate(len(asked), candidate)
+        # A toy score that rewards size: the adaptive phase pushes against the bound.
+        trial.status, trial.score = TrialStatus.COMPLETED, float(pricer.costs(trial.spec)["params"])
+        asked.append(trial)
+        mc.tell(trial)
+    assert len(asked) == 26 and mc.rejections > 0
+    assert all(pricer.costs(t.spec)["arena_bytes"] <= bound for t in asked)
+    assert any(t.info.get("coordinate") for t in asked[6:])  # adaptive moves were taken
+
+
+def test_a_measured_arena_that_differs_from_its_price_is_recorded():
+    from keras_cnas.engine.search import _with_estimate_errors
+
+    costs = _with_estimate_errors({"params": 10, "arena_bytes": 4096, "tflite_bytes": 9000},
+                                  {"arena_bytes": 4112, "tflite_bytes": 8800, "train_seconds": 1.0})
+    assert costs["arena_bytes"] == 4112 and costs["arena_bytes_priced"] == 4096
+    assert costs["arena_bytes_error"] == 16
+    assert costs["tflite_bytes_priced"] == 9000 and "tflite_bytes_error" not in costs  # a bound
+    exact = _with_estimate_errors({"arena_bytes": 4096}, {"arena_bytes": 4096})
+    assert "arena_bytes_error" not in exact

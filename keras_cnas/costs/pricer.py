@@ -31,7 +31,12 @@ import dataclasses
 from typing import Any, Callable, Iterator
 
 from keras_cnas.costs.constraints import Constraints, Violation
-from keras_cnas.costs.deployment import ExportTarget, deployment_costs, has_deployment_costs
+from keras_cnas.costs.deployment import (
+    DEPLOYMENT_COSTS,
+    ExportTarget,
+    deployment_costs,
+    has_deployment_costs,
+)
 from keras_cnas.costs.estimate import estimate as analytic_estimate
 from keras_cnas.costs.report import CostReport
 
@@ -75,39 +80,47 @@ class Pricer:
         self.target = target
         self.space = space
         self._estimate = estimate
-        self._cache: dict[str, CostReport] = {}
+        self._cache: dict[str, list] = {}  # key -> [report, deployment costs priced]
+        self._bounds_deployment = any(name in self.constraints.bounds for name in DEPLOYMENT_COSTS)
         self._pending: list[dict[str, Any]] = []
         self._recording = False
 
-    def costs(self, spec: Any) -> CostReport:
-        """Every cost this pricer knows for ``spec`` (computed once per spec key)."""
+    def costs(self, spec: Any, *, deployment: bool = True) -> CostReport:
+        """Every cost this pricer knows for ``spec``, each computed once per spec key.
+
+        ``deployment=False`` may leave out ``arena_bytes`` / ``tflite_bytes`` when they
+        have not been priced yet (they take ~1 ms; the analytic costs ~50 us).
+        """
         key = spec.key()
-        report = self._cache.get(key)
-        if report is None:
-            report = self._price(spec)
+        entry = self._cache.get(key)
+        if entry is None:
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
-            self._cache[key] = report
-        return report
+            entry = self._cache[key] = [self._analytic(spec), False]
+        if deployment and not entry[1]:
+            entry[0], entry[1] = self._with_deployment(spec, entry[0]), True
+        return entry[0]
 
     __call__ = costs
 
-    def _price(self, spec: Any) -> CostReport:
+    def _analytic(self, spec: Any) -> CostReport:
         if self._estimate is not None:
-            report = self._estimate(spec)
-        else:
-            report = analytic_estimate(spec, space=self.space)
+            return self._estimate(spec)
+        return analytic_estimate(spec, space=self.space)
+
+    def _with_deployment(self, spec: Any, report: CostReport) -> CostReport:
         if self.target is not None and self._estimate is None and has_deployment_costs(spec):
-            report = report.with_costs(**deployment_costs(spec, self.target))
+            return report.with_costs(**deployment_costs(spec, self.target))
         return report
 
     def check(self, spec: Any) -> Verdict:
         """Prices ``spec`` and checks it against the constraints.
 
-        While :meth:`recording` (the engine wraps each ``ask``), a rejected spec is logged
-        once per check, so each entry is one rejected proposal.
+        The deployment costs are priced only when a constraint bounds one of them. While
+        :meth:`recording` (the engine wraps each ``ask``), a rejected spec is logged once
+        per check, so each entry is one rejected proposal.
         """
-        costs = self.costs(spec).as_dict()
+        costs = self.costs(spec, deployment=self._bounds_deployment).as_dict()
         violations = tuple(self.constraints.violations(costs)) if self.constraints else ()
         if violations and self._recording:
             self._pending.append({"spec_key": spec.key(), "costs": costs,

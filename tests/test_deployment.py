@@ -69,6 +69,7 @@ def test_priced_arena_equals_tflite_micro_and_flash_is_a_bound(space, count):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # 200 conversions: ~10 min per space idle, over an hour loaded
 @pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet"])
 def test_priced_costs_on_200_random_specs_per_space(space):
     _check_space(space, 200, seed=1000, spaces=SLOW_SPACES)

@@ -1,7 +1,9 @@
-"""Specs per second for sample + validate + estimate, on one core, per space.
+"""Specs per second for sample + validate + estimate, on one core, per space; and for the
+deployment costs (TFLite Micro ``arena_bytes`` + ``tflite_bytes`` of the int8 export, priced
+from the spec: graph derivation, allocator replay, flatbuffer bound).
 
-Target (issue 2): at least 20,000 descriptors per second. Prints one line per space and a
-JSON line with every figure.
+Targets: at least 20,000 descriptors per second for the analytic costs (issue 2) and 5,000
+for arena + flash (issue 13). Prints one line per space and a JSON line with every figure.
 
 Usage: python benchmarks/cost_speed.py [--seconds=2]
 """
@@ -20,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from keras_cnas.costs import estimate  # noqa: E402
+from keras_cnas.costs import deployment_costs, estimate  # noqa: E402
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, reference  # noqa: E402
 
 flags.DEFINE_float("seconds", 2.0, "Time spent per space (after a warm-up).", lower_bound=0.1)
@@ -34,18 +36,19 @@ SPACES = {
 }
 
 
-def specs_per_second(space, seconds: float) -> float:
+def specs_per_second(space, seconds: float, cost=estimate, batch: int = 100) -> float:
+    """Specs sampled and priced with ``cost`` per second (sampling included)."""
     rng = np.random.default_rng(0)
-    for _ in range(200):  # warm-up
-        estimate(space.sample(rng))
+    for _ in range(batch):  # warm-up
+        cost(space.sample(rng))
     count, started = 0, time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
-        for _ in range(100):
+        for _ in range(batch):
             spec = space.sample(rng)
             space.validate(spec)
-            estimate(spec)
-        count += 100
+            cost(spec)
+        count += batch
     return count / (time.perf_counter() - started)
 
 
@@ -57,7 +60,13 @@ def main(argv):
         rate = specs_per_second(space, FLAGS.seconds)
         figures[name] = round(rate)
         print(f"{name:45s} {rate:12,.0f} specs/s")
-    print(json.dumps({"specs_per_second": figures}))
+    print("\nsample + validate + arena_bytes + tflite_bytes (int8 export, priced from the spec)")
+    deployment = {}
+    for name, space in SPACES.items():
+        rate = specs_per_second(space, FLAGS.seconds, deployment_costs, batch=20)
+        deployment[name] = round(rate)
+        print(f"{name:45s} {rate:12,.0f} specs/s")
+    print(json.dumps({"specs_per_second": figures, "deployment_specs_per_second": deployment}))
 
 
 if __name__ == "__main__":

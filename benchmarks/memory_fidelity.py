@@ -8,7 +8,13 @@ calibration inputs) and measured with the TFLite Micro interpreter, this compare
   ``B = 1`` for int8) and ``peak_activation_bytes`` with the measured TFLite Micro arena
   (``micro_arena_bytes``, RAM) and the flatbuffer size (flash);
 * the offline arena replay (``estimate_arena_bytes``) with the measured arena: it must be
-  equal on every model.
+  equal on every model;
+* the deployment costs priced from the spec alone (``keras_cnas.costs.deployment_costs``,
+  int8 export): ``arena_priced`` must equal the measured arena on every model, and
+  ``tflite_priced`` is an upper bound on the flatbuffer (its error is the bound's excess).
+
+Weights are redrawn as training leaves them (``redraw_weights``: non-zero biases and
+BatchNorm statistics; a zero bias, as at initialisation, is dropped by the converter).
 
 Relative error is ``(predicted - measured) / measured``; the table shows the mean of its
 absolute value, the signed worst case and Spearman's rank correlation (what a search that
@@ -35,9 +41,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import keras_cnas as cnas  # noqa: E402
-from keras_cnas.builders.common import redraw_kernels  # noqa: E402
+from keras_cnas.builders.common import redraw_weights  # noqa: E402
 from keras_cnas._keras import keras  # noqa: E402
-from keras_cnas.costs import estimate  # noqa: E402
+from keras_cnas.costs import deployment_costs, estimate  # noqa: E402
 from keras_cnas.export.convert import to_tflite  # noqa: E402
 from keras_cnas.export.arena import estimate_arena_bytes  # noqa: E402
 from keras_cnas.export.micro import MicroError, check_micro_compatible, micro_arena_bytes  # noqa: E402
@@ -61,7 +67,8 @@ SPACES = {
 #: (predictor, target) pairs of the table.
 PAIRS = (("memory_bytes", "arena_bytes"), ("memory_bytes", "tflite_bytes"),
          ("peak_activation_bytes", "arena_bytes"), ("peak_activation_bytes", "tflite_bytes"),
-         ("arena_estimate", "arena_bytes"))
+         ("arena_estimate", "arena_bytes"), ("arena_priced", "arena_bytes"),
+         ("tflite_priced", "tflite_bytes"))
 
 
 def spearman(a, b) -> float:
@@ -88,7 +95,7 @@ def measure_space(space, count: int, rng: np.random.Generator) -> tuple[list[dic
         attempts += 1
         spec = space.sample(rng)
         keras.backend.clear_session()
-        model = redraw_kernels(cnas.build_model(spec), rng)
+        model = redraw_weights(cnas.build_model(spec), rng)
         x = rng.random((FLAGS.calibration_samples,) + tuple(spec.input_shape), dtype=np.float32)
         flatbuffer = to_tflite(model, "int8", representative_data=x)
         try:
@@ -99,10 +106,12 @@ def measure_space(space, count: int, rng: np.random.Generator) -> tuple[list[dic
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         report = estimate(spec, bytes_per_element=1)
+        priced = deployment_costs(spec)  # from the spec alone, before anything is built
         rows.append({"spec": spec.describe(), "memory_bytes": report.memory_bytes,
                      "peak_activation_bytes": report.peak_activation_bytes,
                      "arena_bytes": arena, "tflite_bytes": len(flatbuffer),
-                     "arena_estimate": estimate_arena_bytes(flatbuffer)})
+                     "arena_estimate": estimate_arena_bytes(flatbuffer),
+                     "arena_priced": priced["arena_bytes"], "tflite_priced": priced["tflite_bytes"]})
     return rows, skipped
 
 
@@ -133,6 +142,8 @@ def main(argv):
         rows, skipped = measure_space(space, FLAGS.models_per_space, rng)
         summary = summarize(rows)
         exact = sum(r["arena_estimate"] == r["arena_bytes"] for r in rows)
+        priced_exact = sum(r["arena_priced"] == r["arena_bytes"] for r in rows)
+        flash_below = sum(r["tflite_priced"] < r["tflite_bytes"] for r in rows)
         for pair, s in summary.items():
             print(f"{name:24s} {pair:40s} {s['mean_abs_rel_error']:14.1%} "
                   f"{s['mean_rel_error']:12.1%} {s['worst_rel_error']:9.1%} {s['spearman']:9.3f}")
@@ -140,8 +151,10 @@ def main(argv):
         why = f" {skipped}" if skipped else ""
         print(f"{name:24s} models {len(rows)}, skipped {sum(skipped.values())}{why}; "
               f"arena {min(arena)}..{max(arena)} bytes; offline estimate == measured arena: "
-              f"{exact}/{len(rows)}")
+              f"{exact}/{len(rows)}; priced from the spec == measured arena: "
+              f"{priced_exact}/{len(rows)}; priced flash below the file: {flash_below}")
         results[name] = {"models": len(rows), "skipped": skipped, "exact_arena_estimates": exact,
+                         "exact_priced_arenas": priced_exact, "priced_flash_below_file": flash_below,
                          "arena_bytes_range": [min(arena), max(arena)], "pairs": summary,
                          "rows": rows}
     total = sum(r["models"] for r in results.values())

@@ -59,3 +59,29 @@ def assert_costs_exact(spec):
     assert (model.count_params(), trainable, madds_from_keras(model)) == (
         report.params, report.trainable_params, report.madds), spec.to_json()
     return model
+
+
+def assert_deployment_costs_exact(spec, target, seed=0):
+    """Converts ``spec``'s network (trained-like weights) for ``target`` and asserts that
+    the spec-derived ``arena_bytes`` equals TFLite Micro's measured arena and that
+    ``tflite_bytes`` bounds the flatbuffer from above within the documented margin;
+    returns (priced, measured) figures."""
+    import numpy as np
+
+    import keras_cnas as cnas
+    from keras_cnas._keras import keras
+    from keras_cnas.builders.common import redraw_weights
+    from keras_cnas.costs import deployment_costs
+    from keras_cnas.export import micro_arena_bytes, to_tflite
+
+    keras.backend.clear_session()
+    rng = np.random.default_rng(seed)
+    model = redraw_weights(cnas.build_model(spec), rng)
+    x = rng.random((8, *spec.input_shape), dtype=np.float32)
+    flatbuffer = to_tflite(model, target.quantize, representative_data=x if target.quantize == "int8"
+                           else None, int8_io=target.int8_io)
+    priced = deployment_costs(spec, target)
+    measured = {"arena_bytes": micro_arena_bytes(flatbuffer), "tflite_bytes": len(flatbuffer)}
+    assert priced["arena_bytes"] == measured["arena_bytes"], (target, spec.to_json())
+    assert priced["tflite_bytes"] >= measured["tflite_bytes"], (target, spec.to_json())
+    return priced, measured

@@ -295,28 +295,26 @@ def test_evaluator_measure_is_validated_and_reported():
         KerasEvaluator({"name": "digits"}, measure=("tflite_bytes",), export_quantize="int4")
 
 
-def test_a_measured_bound_needs_the_evaluator_to_measure_it(digits, tmp_path):
+def test_a_measured_bound_needs_the_evaluator_to_measure_or_price_it(digits, tmp_path):
+    # A float16 export is not what TFLite Micro runs: nothing prices its arena before
+    # training, and this evaluator does not measure it.
     space = DescriptorSpace((8, 8, 1), 10, max_conv_layers=2, max_filters=8)
     with pytest.raises(UnknownCostError, match="max_arena_bytes"):
         cnas.search(space, cnas.Constraints(max_arena_bytes=4000),
-                    strategy=RandomSearch(num_samples=1), evaluator=KerasEvaluator(digits),
+                    strategy=RandomSearch(num_samples=1),
+                    evaluator=KerasEvaluator(digits, export_quantize="float16"),
                     search_dir=tmp_path, verbose=False)
 
 
-def test_search_with_max_arena_bytes_never_completes_a_trial_over_it(digits, tmp_path):
+def test_search_with_max_arena_bytes_never_trains_a_trial_over_it(digits, tmp_path):
     space = DescriptorSpace((8, 8, 1), 10, max_conv_layers=3, max_filters=32, max_fc_layers=1,
                             max_hidden=32)
     seed, trials = 0, 4
-    # The specs the search will ask for (a seeded RandomSearch) and their arenas, from the
-    # offline estimate of untrained int8 conversions: the bound splits them. (Trained ones
-    # need a few % more: a BatchNorm shift that is no longer zero gives each conv a bias.)
+    # The specs an unconstrained seeded RandomSearch asks for, priced: the bound splits them.
     probe = RandomSearch(num_samples=trials, fidelity="traction")
-    probe.setup(SearchContext(space, cnas.Constraints(), space.estimate), seed=seed)
-    arenas = []
-    for _ in range(trials):
-        keras.backend.clear_session()
-        model = cnas.build_model(probe.ask().spec)
-        arenas.append(estimate_arena_bytes(to_tflite(model, "int8", digits, num_samples=20)))
+    pricer = cnas.costs.Pricer(space=space)
+    probe.setup(SearchContext(space, cnas.Constraints(), pricer), seed=seed)
+    arenas = [pricer.costs(probe.ask().spec)["arena_bytes"] for _ in range(trials)]
     assert min(arenas) < max(arenas), f"the sampled specs need the same arena: {arenas}"
     bound = (min(arenas) + max(arenas)) // 2
 
@@ -325,15 +323,11 @@ def test_search_with_max_arena_bytes_never_completes_a_trial_over_it(digits, tmp
                          strategy=RandomSearch(num_samples=trials, fidelity="traction"),
                          evaluator=evaluator, search_dir=tmp_path, seed=seed, verbose=False,
                          finalize=False)
-    statuses = [t.status for t in result.trials]
-    assert TrialStatus.COMPLETED in statuses and TrialStatus.INFEASIBLE in statuses
+    # Priced before training: the ones over the bound were rejected, never trained.
+    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * trials
+    assert result.summary["rejected_proposals"] > 0
     for trial in result.trials:
-        if trial.status == TrialStatus.COMPLETED:
-            assert trial.costs["arena_bytes"] <= bound
-        else:
-            assert trial.status == TrialStatus.INFEASIBLE and trial.score is None
-            assert trial.costs["arena_bytes"] > bound
-            assert trial.error.startswith(f"measured: arena_bytes = {trial.costs['arena_bytes']:,}")
+        assert trial.costs["arena_bytes"] == trial.costs["arena_bytes_priced"] <= bound
     assert result.best.costs["arena_bytes"] <= bound
 
 

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from keras_cnas.costs.pricer import Pricer
+
 import keras_cnas as cnas
 from keras_cnas.spaces import CategoricalSpace
 from keras_cnas.strategies import RCAS, LazyGreedy, SearchContext
@@ -117,13 +119,13 @@ def test_lazy_greedy_resumes_exactly_from_its_json_state(num_trials):
         return asked, trial_id
 
     whole = RCAS(num_trials=num_trials)
-    whole.setup(SearchContext(space, budget, space.estimate))
+    whole.setup(SearchContext(space, budget, Pricer(space=space)))
     all_asks, _ = drive(whole, 0, 10_000)
     first = RCAS(num_trials=num_trials)
-    first.setup(SearchContext(space, budget, space.estimate))
+    first.setup(SearchContext(space, budget, Pricer(space=space)))
     head, n = drive(first, 0, 15)
     second = RCAS(num_trials=num_trials)
-    second.setup(SearchContext(space, budget, space.estimate))
+    second.setup(SearchContext(space, budget, Pricer(space=space)))
     second.load_state_dict(json.loads(json.dumps(first.state_dict())))
     tail, _ = drive(second, 0, 10_000, trial_id=n)
     assert head + tail == all_asks

@@ -131,7 +131,7 @@ def test_reinforce_never_asks_for_infeasible_specs_but_learns_from_them():
               for d in np.ndindex(4, 4, 4, 4))}
     space = CategoricalSpace([4] * 4, costs=costs)
     strategy = Reinforce(num_trials=20, lstm_size=16, reward_metric="acc")
-    strategy.setup(SearchContext(space, Constraints(max_params=3), space.estimate), seed=0)
+    strategy.setup(SearchContext(space, Constraints(max_params=3), cnas.costs.Pricer(Constraints(max_params=3), space=space)), seed=0)
     asked = []
     for trial_id in range(20):
         candidate = strategy.ask()

@@ -221,7 +221,7 @@ def test_runs_to_completion_and_every_ask_meets_the_constraints(name, problem):
     trials = Loop(problem).run(strategy)
     assert len(trials) == strategy.planned_trials
     assert strategy.ask() is None and strategy.ask() is None
-    space, estimate_fn = strategy.context.space, strategy.context.estimate
+    space, estimate_fn = strategy.context.space, strategy.context.pricer.costs
     for trial in trials:
         space.validate(trial.spec)
         assert estimate_fn(trial.spec).params <= bound, trial.spec

@@ -116,22 +116,22 @@ def test_categorical_costs_answer_estimate_and_constraints():
     space = CategoricalSpace([2, 2], costs=TABLE, cost_fields=["params"])
     spec = space.from_decisions([1, 1])
     assert estimate(spec, space=space).params == 40
-    assert space.estimate(spec).as_dict() == {"params": 40}
-    assert not Constraints(max_params=30).satisfied(space.estimate(spec))
+    assert estimate(space=space, spec=spec).as_dict() == {"params": 40}
+    assert not Constraints(max_params=30).satisfied(estimate(space=space, spec=spec))
     assert space.cost_table == {"00": {"params": 10}, "01": {"params": 20}, "11": {"params": 40}}
 
 
 def test_categorical_costs_errors_name_the_fix():
     space = CategoricalSpace([2, 2], costs=TABLE, cost_fields=["params"])
     with pytest.raises(InvalidSpecError, match=r"key '10' is not in the space's cost table \(3 rows\)"):
-        space.estimate(space.from_decisions([1, 0]))
+        estimate(space=space, spec=space.from_decisions([1, 0]))
     plain = CategoricalSpace([2, 2])
     with pytest.raises(InvalidSpecError,
                        match=r"no analytic cost model.*pass space=CategoricalSpace\(\.\.\., costs="):
         estimate(plain.from_decisions([0, 0]))
-    assert plain.estimate(plain.from_decisions([0, 0])).as_dict() == {}  # no table: no costs
+    assert estimate(space=plain, spec=plain.from_decisions([0, 0])).as_dict() == {}  # no table: no costs
     with pytest.raises(InvalidSpecError, match=r"spec.sizes: \[3, 3\] differ"):
-        space.estimate(CategoricalSpace([3, 3]).from_decisions([0, 0]))
+        estimate(space=space, spec=CategoricalSpace([3, 3]).from_decisions([0, 0]))
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -165,7 +165,7 @@ def test_categorical_space_with_costs_round_trips_through_json(tmp_path):
 def test_network_spaces_estimate_analytically():
     space = DescriptorSpace((32, 32, 3), 10)
     spec = reference.vgg19((32, 32, 3), 10)
-    assert space.estimate(spec) == estimate(spec) == estimate(spec, space=space)
+    assert estimate(space=space, spec=spec) == estimate(spec) == estimate(spec, space=space)
 
 
 # --- the published benchmark tables ------------------------------------------------------
@@ -184,7 +184,7 @@ def test_nas_bench_macro_problem(shared_data):
     assert result.metrics["mean_acc"] == pytest.approx(89.19666544596355)
     assert result.metrics["test_acc"] == pytest.approx(89.47000122070312)  # run 0 for seed 0
     assert ev.score(result.metrics) == pytest.approx(89.19666544596355)
-    costs = space.estimate(spec)
+    costs = estimate(space=space, spec=spec)
     assert (costs.params, costs.flops) == (890666, 47327744)
     # The table's params/flops are the analytic model's trainable params and MAdds.
     analytic = estimate(reference.nas_bench_macro_space().genotype([0, 2, 0, 1, 2, 1, 0, 0]))
@@ -198,7 +198,7 @@ def test_channel_bench_macro_maps_decisions_0_to_3_onto_digits_1_to_4(shared_dat
     raw = json.loads((shared_data / TABULAR_BENCHMARKS.get(name).path).read_text())
     spec = space.from_decisions([3, 3, 2, 1, 1, 0, 3])  # the table's key "4432214"
     assert ev.evaluate(Candidate(spec)).metrics["mean"] == raw["4432214"]["mean"]
-    assert space.estimate(spec).params == raw["4432214"]["params"]
+    assert estimate(space=space, spec=spec).params == raw["4432214"]["params"]
     assert len(space.cost_table) == len(ev.table) == 4 ** 7
 
 
@@ -209,7 +209,7 @@ def test_every_architecture_of_a_benchmark_space_is_in_its_table(shared_data, na
     for _ in range(200):
         candidate = Candidate(space.sample(rng))
         assert ev.evaluate(candidate).status == TrialStatus.COMPLETED
-        assert space.estimate(candidate.spec).flops > 0
+        assert estimate(space=space, spec=candidate.spec).flops > 0
     again = Evaluator.from_json_config(json.loads(json.dumps(ev.to_json_config())))
     assert again.get_config() == ev.get_config()
     assert Space.from_json(space.to_json()) == space

@@ -41,3 +41,35 @@ def redraw_kernels(model: keras.Model, rng: np.random.Generator) -> keras.Model:
         weights.append(value)
     model.set_weights(weights)
     return model
+
+
+def redraw_weights(model: keras.Model, rng: np.random.Generator) -> keras.Model:
+    """Re-draws every weight from ``rng`` as training leaves them: He-normal kernels, and
+    non-zero biases and BatchNorm statistics.
+
+    What the TFLite converter emits depends on weights in one degenerate case: a bias that
+    is exactly zero (as at initialisation) is dropped. A trained network never shows it,
+    and ``keras_cnas.costs.deployment`` prices specs as trained networks, so measuring a
+    model with these weights checks those prices.
+
+    Example:
+        >>> import keras_cnas as cnas
+        >>> spec = cnas.spaces.Descriptor((8, 8, 1), 3, [cnas.spaces.ConvLayer(4)])
+        >>> model = redraw_weights(cnas.build_model(spec), np.random.default_rng(0))
+        >>> all(w.numpy().any() for w in model.weights)
+        True
+    """
+    weights = []
+    for w in model.weights:
+        shape, name = tuple(w.shape), w.name
+        if "kernel" in name:
+            fan_in = int(np.prod(shape[:-1])) or 1
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        elif "variance" in name or "gamma" in name:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:  # biases, BatchNorm's beta and moving mean
+            value = rng.normal(0.0, 0.1, shape)
+        weights.append(value.astype(np.float32))
+    model.set_weights(weights)
+    return model
+

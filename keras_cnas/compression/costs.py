@@ -20,6 +20,16 @@ a Keras graph:
 For a model built from a block-set or ResNet spec every figure equals
 ``keras_cnas.costs.estimate(spec)``; for a descriptor all but ``flops`` do (its eq. 7 scales a
 conv by the pool after it).
+
+With an export ``target``, ``model_costs`` adds the deployment costs ``arena_bytes`` and
+``tflite_bytes`` (see :mod:`keras_cnas.costs.deployment`): the model's layers are mapped onto
+the graph the TFLite converter emits (a conv or depthwise conv absorbs the BatchNorm and the
+ReLU / ReLU6 right after it, a dense layer or an ``Add`` the ReLU after it, a dense softmax
+becomes FULLY_CONNECTED + SOFTMAX), then priced by the same allocator replay and flatbuffer
+bound as a spec. Layers outside that mapping (a standalone BatchNorm or non-ReLU activation,
+concatenations, dilated convs, a conv with neither bias nor BatchNorm, ...) raise
+:class:`~keras_cnas.costs.arena.UnsupportedOpError` naming the layer: measure such a model
+with ``keras_cnas.export.micro_arena_bytes`` instead.
 """
 
 from __future__ import annotations
@@ -30,11 +40,15 @@ import numpy as np
 
 from keras_cnas.compression.graph import ALIAS_KINDS, ChannelGraph, Op
 from keras_cnas.costs import CostReport
+from keras_cnas.costs.arena import UnsupportedOpError, replay_arena_bytes
+from keras_cnas.costs.deployment import RELU, RELU6, ExportTarget, GraphBuilder, flatbuffer_bytes
+from keras_cnas.costs.tflite_graph import ModelView
 
-__all__ = ["graph_costs", "model_costs"]
+__all__ = ["deployment_graph", "graph_costs", "model_costs"]
 
 
-def model_costs(model: Any, bytes_per_element: int = 4) -> CostReport:
+def model_costs(model: Any, bytes_per_element: int = 4, *,
+                target: ExportTarget | None = None) -> CostReport:
     """The analytic costs of a Sequential or Functional ``tf_keras`` model.
 
     ``params`` equals ``model.count_params()``.
@@ -42,9 +56,12 @@ def model_costs(model: Any, bytes_per_element: int = 4) -> CostReport:
     Args:
         model: a model of :data:`~keras_cnas.compression.SUPPORTED_LAYERS`.
         bytes_per_element: B of eq. 6: 4 for float32, 1 for int8.
+        target: also price ``arena_bytes`` and ``tflite_bytes`` of this export (e.g.
+            ``ExportTarget("int8")``), as for a spec; None: only the analytic costs.
 
     Raises:
         UnsupportedModelError: the model holds a layer the counter does not know.
+        UnsupportedOpError: with ``target``, a layer outside the converter mapping.
 
     Example:
         >>> from keras_cnas._keras import keras
@@ -57,7 +74,142 @@ def model_costs(model: Any, bytes_per_element: int = 4) -> CostReport:
         True
     """
     graph = ChannelGraph(model)
-    return graph_costs(graph, graph.full_counts(), bytes_per_element)
+    report = graph_costs(graph, graph.full_counts(), bytes_per_element)
+    if target is None:
+        return report
+    tflite = deployment_graph(graph, target)
+    # The longest tensor name the converter can derive from these layer names: a fused
+    # conv's "<model>/<act>/Relu6;<model>/<bn>/FusedBatchNormV3;<model>/<conv>/Conv2D1".
+    longest = max(len(layer.name) for layer in model.layers)
+    name_bytes = 3 * (len(model.name) + 1 + longest) + len("/Relu6;/FusedBatchNormV3;/Conv2D1") + 2
+    return report.with_costs(arena_bytes=replay_arena_bytes(tflite),
+                             tflite_bytes=flatbuffer_bytes(tflite, name_bytes))
+
+
+def deployment_graph(graph: ChannelGraph, target: ExportTarget = ExportTarget()) -> ModelView:
+    """The graph the TFLite converter emits for ``graph``'s model (see the module docstring).
+
+    Raises:
+        UnsupportedOpError: a layer outside the mapping, named.
+    """
+    ops = graph.ops
+    uses: dict[Any, int] = {}
+    readers: dict[Any, int] = {}
+    for k, op in enumerate(ops):
+        for key in op.inputs:
+            uses[key] = uses.get(key, 0) + 1
+            readers[key] = k
+    for key in graph.outputs:
+        uses[key] = uses.get(key, 0) + 1
+    reader = {key: k for key, k in readers.items() if uses[key] == 1}  # sole readers
+    skip: set[int] = set()
+    if len(graph.outputs) != 1:
+        raise UnsupportedOpError("model: deployment costs need a single-output model")
+    first = next(op for op in ops if op.kind == "input")
+    g = GraphBuilder(target, tuple(int(d) for d in first.out_shape[1:]))
+    index: dict[Any, int] = {}
+    for i, op in enumerate(ops):
+        if i in skip:  # folded into the op before it
+            continue
+        layer, kind = op.layer, op.kind
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        if kind == "input":
+            index[op.output] = g.x
+        elif kind == "identity":
+            index[op.output] = index[op.inputs[0]]
+        elif kind in ("conv", "depthwise", "dense", "merge"):
+            out, activation, folded_bn = _fused(ops, i, reader, skip)
+            x = [index[k] for k in op.inputs]
+            if kind == "merge":
+                if type(layer).__name__ != "Add" or len(x) != 2:
+                    raise UnsupportedOpError(f"{where}: only two-input Add merges are modelled")
+                index[out] = g.add(x[0], x[1], activation)
+            elif kind == "dense":
+                if len(op.in_shapes[0]) != 2:
+                    raise UnsupportedOpError(f"{where}: a dense layer on a {len(op.in_shapes[0])}-D "
+                                             "input is not modelled (flatten first)")
+                if not layer.use_bias:
+                    raise UnsupportedOpError(f"{where}: a dense layer without a bias is not modelled")
+                y = g.dense(x[0], int(op.out_shape[-1]), activation)
+                index[out] = g.softmax(y) if _activation_name(layer) == "softmax" else y
+            else:
+                if not (layer.use_bias or folded_bn):
+                    raise UnsupportedOpError(f"{where}: a conv with neither a bias nor a "
+                                             "BatchNorm after it is not modelled")
+                if tuple(layer.dilation_rate) != (1, 1):
+                    raise UnsupportedOpError(f"{where}: dilated convolutions are not modelled")
+                sy, sx = layer.strides
+                if sy != sx:
+                    raise UnsupportedOpError(f"{where}: unequal strides are not modelled")
+                hw = (int(op.out_shape[1]), int(op.out_shape[2]))
+                if kind == "conv":
+                    index[out] = g.conv(x[0], int(op.out_shape[-1]), tuple(layer.kernel_size), sy,
+                                        int(layer.groups), activation, out_hw=hw)
+                else:
+                    if int(layer.depth_multiplier) != 1:
+                        raise UnsupportedOpError(f"{where}: depth_multiplier != 1 is not modelled")
+                    index[out] = g.depthwise(x[0], tuple(layer.kernel_size), sy, activation, out_hw=hw)
+        elif kind == "spatial":
+            name = type(layer).__name__
+            x = index[op.inputs[0]]
+            if name in ("MaxPooling2D", "AveragePooling2D"):
+                opcode = "MAX_POOL_2D" if name == "MaxPooling2D" else "AVERAGE_POOL_2D"
+                index[op.output] = g.pool(x, tuple(layer.pool_size), tuple(layer.strides), opcode,
+                                          out_hw=(int(op.out_shape[1]), int(op.out_shape[2])))
+            elif name == "GlobalAveragePooling2D" and not getattr(layer, "keepdims", False):
+                index[op.output] = g.global_average_pool(x)
+            else:
+                raise UnsupportedOpError(f"{where}: not modelled; modelled spatial layers: "
+                                         "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D")
+        elif kind == "reshape" and type(layer).__name__ == "Flatten":
+            index[op.output] = g.flatten(index[op.inputs[0]])
+        elif kind == "activation" and _activation_name(layer) == "softmax":
+            index[op.output] = g.softmax(index[op.inputs[0]])
+        else:
+            raise UnsupportedOpError(
+                f"{where}: not modelled by the deployment costs (the converter emits it as a "
+                "separate op or not at all); measure this model with micro_arena_bytes")
+    return g.finish(index[graph.outputs[0]])
+
+
+def _activation_name(layer: Any) -> str | None:
+    """The activation a layer applies (``"relu"``, ``"relu6"``, ``"softmax"``, ...), if any."""
+    name = type(layer).__name__
+    if name == "ReLU":
+        if float(layer.negative_slope) != 0 or float(layer.threshold) != 0:
+            return "leaky_relu"
+        max_value = layer.max_value
+        return "relu" if max_value is None else ("relu6" if float(max_value) == 6.0 else "relu_n")
+    if name == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) if activation is not None else None
+
+
+_FUSABLE = {"relu": RELU, "relu6": RELU6}
+
+
+def _fused(ops: Sequence[Op], i: int, reader: dict[Any, int], skip: set[int]) -> tuple[Any, int, bool]:
+    """What the converter folds into ``ops[i]``: the BatchNorm that alone reads a conv's
+    output, then a ReLU / ReLU6 (the layer's own, or the sole reader's). The folded ops are
+    added to ``skip``. Returns (the fused output key, the activation code, BN folded)."""
+    op = ops[i]
+    out, folded_bn = op.output, False
+    own = _activation_name(op.layer) if op.kind != "merge" else None
+    if own in _FUSABLE:  # the layer's own ReLU; a BatchNorm after it stays separate
+        return out, _FUSABLE[own], False
+    if own not in (None, "linear", "softmax"):
+        raise UnsupportedOpError(f"layer {op.layer.name!r}: activation {own!r} is not modelled")
+    j = reader.get(out)
+    if op.kind in ("conv", "depthwise") and j is not None and ops[j].kind == "batchnorm":
+        skip.add(j)
+        out, folded_bn = ops[j].output, True
+    j = reader.get(out)
+    if own != "softmax" and j is not None and ops[j].kind == "activation" \
+            and _activation_name(ops[j].layer) in _FUSABLE:
+        skip.add(j)
+        return ops[j].output, _FUSABLE[_activation_name(ops[j].layer)], folded_bn
+    return out, 0, folded_bn
 
 
 def graph_costs(graph: ChannelGraph, counts: Sequence[int], bytes_per_element: int = 4) -> CostReport:

@@ -53,7 +53,7 @@ def estimate(spec: Spec, bytes_per_element: int = 4, *, space: Space | None = No
     tag = getattr(spec, "SPACE", None)
     if isinstance(space, CategoricalSpace):
         if space.cost_table is not None:
-            return space.table_costs(spec)
+            return CostReport.from_dict(space.table_costs(spec))
         # A plain decision vector has no costs: report none, so that only a constraint on
         # a cost fails (UnknownCostError when the search checks what is available).
         space.validate(spec)

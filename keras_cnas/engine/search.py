@@ -12,19 +12,19 @@ only what a search wrote there (:mod:`keras_cnas.engine.search_dir`).
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
 import tempfile
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from keras_cnas.costs import Constraints, CostReport
-from keras_cnas.costs import estimate as analytic_estimate
+from keras_cnas.costs import Constraints
+from keras_cnas.costs.deployment import DEPLOYMENT_COSTS
+from keras_cnas.costs.pricer import Pricer
 from keras_cnas.engine import summary as summaries
 from keras_cnas.engine.runners import InProcessRunner, Runner
 from keras_cnas.engine.search_dir import (ENTRIES, Manifest, SearchDirError, SearchDirLock, check_path,
@@ -131,7 +131,8 @@ def search(space: Space, constraints: Constraints | None = None, *,
            search_dir: str | pathlib.Path | None = None, runner: Runner | None = None,
            seed: int = 0, resume: bool = False, overwrite: bool = False,
            finalize: bool = True, verbose: bool = True, tensorboard: bool = True,
-           config_extra: Mapping[str, Any] | None = None) -> SearchResult:
+           config_extra: Mapping[str, Any] | None = None,
+           price_deployment: bool = True) -> SearchResult:
     """Searches ``space`` for the best architecture that meets ``constraints``.
 
     Args:
@@ -167,6 +168,11 @@ def search(space: Space, constraints: Constraints | None = None, *,
             an HParams session per trial, progress curves), live: ``tensorboard --logdir
             search_dir/tensorboard`` (see ``keras_cnas.report.tensorboard``).
         config_extra: JSON-compatible settings recorded in ``summary.json`` (e.g. flags).
+        price_deployment: price ``arena_bytes`` / ``tflite_bytes`` from the spec for the
+            evaluator's export (``evaluator.export_target``), so that their bounds are
+            checked before a candidate is trained. False checks them only on the measured
+            artifact after training (how searches ran before; ``benchmarks/device_budget.py``
+            compares the two).
 
     Returns:
         A :class:`SearchResult`.
@@ -193,13 +199,13 @@ def search(space: Space, constraints: Constraints | None = None, *,
     """
     return _Search(space, constraints or Constraints(), strategy, evaluator, data, max_trials,
                    search_dir, runner, seed, resume, overwrite, finalize, verbose,
-                   dict(config_extra or {}), tensorboard).run()
+                   dict(config_extra or {}), tensorboard, price_deployment).run()
 
 
 class _Search:
     def __init__(self, space, constraints, strategy, evaluator, data, max_trials, search_dir,
                  runner, seed, resume, overwrite, finalize, verbose, config_extra,
-                 tensorboard=True):
+                 tensorboard=True, price_deployment=True):
         if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
                                        or max_trials < 1):
             raise ValueError(f"max_trials: expected a positive integer or None, got {max_trials!r}")
@@ -222,7 +228,10 @@ class _Search:
         self.tensorboard = tensorboard
         self._config: dict[str, Any] | None = None
         self.ended_early: dict[str, Any] | None = None
-        self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
+        # One pricer for the whole search: the strategy's checks, the rejection log and
+        # each trial's recorded costs price a spec once, for the export the evaluator ships.
+        target = self.evaluator.export_target if price_deployment else None
+        self.pricer = Pricer(constraints, target=target, space=space)
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -300,7 +309,7 @@ class _Search:
         # Any spec reports the same analytic cost names; a throwaway RNG keeps the
         # strategy's own RNG untouched.
         sample = self.space.sample(np.random.default_rng(0))
-        available = set(self.estimate(sample).as_dict()) | set(self.evaluator.reported_costs)
+        available = self.pricer.available(sample) | set(self.evaluator.reported_costs)
         self.constraints.check_available(available)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -317,10 +326,10 @@ class _Search:
 
     def _run(self, store: TrialStore) -> SearchResult:
         strategy, runner = self.strategy, self.runner
-        # The strategy estimates costs through the log, which keeps the costs of the
-        # proposals the constraints reject for the report (the strategy only counts them).
-        rejections = _RejectionLog(self.estimate, self.constraints)
-        strategy.setup(SearchContext(self.space, self.constraints, rejections), seed=self.seed)
+        # The strategy checks proposals through the pricer, which keeps the costs of the
+        # ones the constraints reject for the report (the strategy only counts them).
+        pricer = self.pricer
+        strategy.setup(SearchContext(self.space, self.constraints, pricer), seed=self.seed)
         # Readers of a running search (tools/report.py) need the objective before summary.json.
         store.save_state("objective", {"name": self.evaluator.objective,
                                        "direction": self.evaluator.direction})
@@ -349,15 +358,15 @@ class _Search:
                                        and finished + len(in_flight) >= self.max_trials):
                         break
                     else:
-                        with rejections.recording():
+                        with pricer.recording():
                             candidate = strategy.ask()
                         if candidate is None:
-                            store.add_rejections(rejections.take())
+                            store.add_rejections(pricer.take_rejections())
                             # Nothing to propose now: finished, unless the strategy waits
                             # for running trials (a sequential step such as lazy greedy's).
                             exhausted = not in_flight
                             break
-                        trial = store.create(candidate, strategy.state_dict(), rejections.take())
+                        trial = store.create(candidate, strategy.state_dict(), pricer.take_rejections())
                     trial.timings["started"] = time.time()
                     in_flight[trial.id] = trial
                     runner.submit(trial, self.seed + trial.id)
@@ -386,7 +395,7 @@ class _Search:
                     self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
                                                       self.evaluator.objective, self.constraints))
         except InfeasibleConstraintsError as e:
-            store.add_rejections(rejections.take())  # what made the search give up
+            store.add_rejections(pricer.take_rejections())  # what made the search give up
             error = e
         except KeyboardInterrupt:
             runner.close()  # running trials are re-queued on resume
@@ -454,7 +463,7 @@ class _Search:
         trial.timings["finished"] = time.time()
         trial.timings["seconds"] = trial.timings["finished"] - trial.timings.get("started", time.time())
         trial.metrics = dict(result.metrics)
-        trial.costs = {**self.estimate(trial.spec).as_dict(), **result.costs}
+        trial.costs = _with_estimate_errors(self.pricer.costs(trial.spec).as_dict(), result.costs)
         trial.status, trial.error = result.status, result.error
         if trial.status == TrialStatus.COMPLETED:
             violations = self.constraints.violations(trial.costs)
@@ -546,44 +555,22 @@ class _Search:
             logger.info(line)
 
 
-class _RejectionLog:
-    """The cost function a strategy sees: the search's own, plus a log of the proposals
-    that break the hard constraints while the strategy is asking.
-
-    Strategies count rejections but keep no costs; the report's histograms compare the
-    costs of rejected and evaluated samples. A strategy estimates a proposal once per
-    feasibility check, so each logged entry is one rejection (a spec drawn twice counts
-    twice, as in ``Strategy.rejections``). Estimates made outside ``ask`` (a strategy
-    scoring candidates in ``tell``) are not proposals and are not logged.
-    """
-
-    def __init__(self, estimate: Callable[[Spec], CostReport], constraints: Constraints):
-        self._estimate, self._constraints = estimate, constraints
-        self._pending: list[dict[str, Any]] = []
-        self._active = False
-
-    def __call__(self, spec: Spec) -> CostReport:
-        report = self._estimate(spec)
-        if self._active and self._constraints:
-            costs = report.as_dict()
-            violated = [v.cost for v in self._constraints.violations(costs)]
-            if violated:
-                self._pending.append({"spec_key": spec.key(), "costs": costs,
-                                      "violated": violated})
-        return report
-
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[None]:
-        self._active = True
-        try:
-            yield
-        finally:
-            self._active = False
-
-    def take(self) -> list[dict[str, Any]]:
-        """The proposals rejected since the last take."""
-        pending, self._pending = self._pending, []
-        return pending
+def _with_estimate_errors(priced: Mapping[str, float], measured: Mapping[str, float]) -> dict[str, Any]:
+    """Priced costs overridden by measured ones; where a deployment cost was both priced
+    and measured, the priced value is kept as ``<cost>_priced`` and a difference between
+    them as ``<cost>_error`` (measured - priced: nonzero for ``arena_bytes`` means the
+    exact model is wrong; for ``tflite_bytes``, a bound, only a positive one is recorded)."""
+    costs = {**priced, **measured}
+    for name in DEPLOYMENT_COSTS:
+        if priced.get(name) is None or measured.get(name) is None:
+            continue
+        costs[f"{name}_priced"] = priced[name]
+        error = measured[name] - priced[name]
+        if error > 0 or (error and name == "arena_bytes"):
+            costs[f"{name}_error"] = error
+            logger.warning("measured %s = %s differs from the priced %s (%+d)", name,
+                           measured[name], priced[name], error)
+    return costs
 
 
 def _saved_best(out: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -14,15 +14,12 @@ import abc
 import dataclasses
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
-
-if TYPE_CHECKING:
-    from keras_cnas.costs.report import CostReport
 
 #: Spec classes by their JSON ``space`` tag, for :func:`spec_from_json`.
 SPEC_TYPES: Registry[type["Spec"]] = Registry("spec type")
@@ -184,16 +181,6 @@ class Space(abc.ABC):
     def empty_choice(self) -> int | None:
         """The decision value meaning "nothing here" (identity), if the space has one."""
         return None
-
-    def estimate(self, spec: Spec) -> "CostReport":
-        """The costs of ``spec``: the search's cost function.
-
-        ``keras_cnas.costs.estimate(spec, space=self)``: analytic for network spaces; a
-        space backed by a cost table (``CategoricalSpace(..., costs=...)``) answers from it.
-        """
-        from keras_cnas.costs.estimate import estimate  # lazy: costs imports spaces.
-
-        return estimate(spec, space=self)
 
     def contains(self, spec: Spec) -> bool:
         try:

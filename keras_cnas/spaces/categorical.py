@@ -2,7 +2,7 @@
 
 A :class:`CategoricalSpace` may carry a *cost table* (``key -> {cost: value}``, e.g. the
 params and FLOPs columns of NAS-Bench-Macro), which ``keras_cnas.costs.estimate(spec,
-space=space)`` and ``space.estimate(spec)`` answer from, so that constraints are checked
+space=space)`` answers from, so that constraints are checked
 before a table query exactly as analytic costs are checked before training.
 
 Pure Python + NumPy.
@@ -15,7 +15,7 @@ import json
 import math
 import os
 import pathlib
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,9 +32,6 @@ from keras_cnas.spaces.base import (
     neighbour_values,
     require,
 )
-
-if TYPE_CHECKING:
-    from keras_cnas.costs.report import CostReport
 
 #: A per-architecture table: spec key -> {field: value}.
 Table = Mapping[str, Mapping[str, Any]]
@@ -104,7 +101,7 @@ class CategoricalSpace(Space):
         costs: a cost table ``key -> {cost name: value}`` (``params``, ``flops``,
             ``latency_ms``, ...), inline as a mapping or as the path of a JSON file holding
             one (see :func:`load_table`). ``keras_cnas.costs.estimate(spec, space=self)``
-            and :meth:`estimate` answer from it. None: the space has no costs.
+            answers from it. None: the space has no costs.
         cost_fields: which fields of each row are costs (e.g. ``["params", "flops"]`` of a
             benchmark table whose rows also hold accuracies); None keeps every field, and
             then every field must be a number.
@@ -130,7 +127,8 @@ class CategoricalSpace(Space):
         ['decisions[0]: 1 -> 0', 'decisions[0]: 1 -> 2']
         >>> priced = CategoricalSpace([2, 2], costs={"01": {"params": 10}, "11": {"params": 20}},
         ...                           cost_fields=["params"])
-        >>> priced.estimate(priced.from_decisions([1, 1])).params
+        >>> from keras_cnas.costs import estimate
+        >>> estimate(space=priced, spec=priced.from_decisions([1, 1])).params
         20
     """
 
@@ -230,15 +228,14 @@ class CategoricalSpace(Space):
         """The cost table keyed by ``spec.key()`` (re-keyed by ``key_offset``), or None."""
         return self._cost_table
 
-    def table_costs(self, spec: Spec) -> "CostReport":
-        """The costs of ``spec`` from the cost table.
+    def table_costs(self, spec: Spec) -> dict[str, float]:
+        """The costs of ``spec`` from the cost table, by name (``keras_cnas.costs.estimate``
+        wraps them in a ``CostReport``; spaces never import the cost package).
 
         Raises:
             InvalidSpecError: the space has no cost table, ``spec`` is not in this space,
                 or its key is not in the table.
         """
-        from keras_cnas.costs.report import CostReport  # lazy: costs imports spaces.
-
         if self._cost_table is None:
             raise InvalidSpecError(
                 "spec: this CategoricalSpace has no cost table; build it with "
@@ -249,7 +246,7 @@ class CategoricalSpace(Space):
             raise InvalidSpecError(
                 f"spec: key {spec.key()!r} is not in the space's cost table "
                 f"({len(self._cost_table)} rows); add it to the table or restrict the space")
-        return CostReport.from_dict(row)
+        return dict(row)
 
     def spec(self, decisions: Sequence[int]) -> CategoricalSpec:
         return CategoricalSpec(tuple(decisions), self._sizes)

@@ -64,7 +64,7 @@ def probe_costs(context: Any) -> dict[str, Any]:
     from keras_cnas.errors import InvalidSpecError
 
     try:
-        return context.estimate(context.space.sample(np.random.default_rng(0))).as_dict()
+        return context.pricer.costs(context.space.sample(np.random.default_rng(0))).as_dict()
     except InvalidSpecError:
         return {}
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 
 from keras_cnas.costs import Constraints, CostReport
+from keras_cnas.costs.pricer import Pricer, Verdict
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Space, Spec
@@ -26,18 +27,25 @@ STRATEGIES: Registry[type["Strategy"]] = Registry("strategy")
 
 @dataclasses.dataclass
 class SearchContext:
-    """What the engine hands a strategy: the space, the hard bounds and a cost function.
+    """What the engine hands a strategy: the space, the hard bounds and the pricer.
 
     Attributes:
         space: the search space.
-        constraints: hard upper bounds; analytic ones are checked before a candidate is
-            asked for, measured ones by the engine on the trained artifact.
-        estimate: analytic costs of a spec (``keras_cnas.costs.estimate`` by default).
+        constraints: hard upper bounds; priced ones (analytic, and the deployment costs
+            ``arena_bytes`` / ``tflite_bytes`` of the export the search measures) are
+            checked before a candidate is asked for, measured ones by the engine on the
+            trained artifact.
+        pricer: prices a spec once and checks it (:class:`~keras_cnas.costs.pricer.Pricer`);
+            a plain cost function ``spec -> CostReport`` is wrapped in one.
     """
 
     space: Space
     constraints: Constraints
-    estimate: Callable[[Spec], CostReport]
+    pricer: Pricer | Callable[[Spec], CostReport]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pricer, Pricer):
+            self.pricer = Pricer(self.constraints, estimate=self.pricer)
 
 
 class Strategy(abc.ABC):
@@ -135,27 +143,36 @@ class Strategy(abc.ABC):
 
     # --- helpers for subclasses ------------------------------------------------------
 
-    def feasible(self, spec: Spec) -> bool:
-        """Checks the analytic constraints; counts rejections and stops a hopeless search.
+    def check(self, spec: Spec) -> Verdict:
+        """Prices ``spec`` once and checks the priced constraints; counts a rejection and
+        stops a hopeless search.
+
+        Returns:
+            The pricer's :class:`~keras_cnas.costs.pricer.Verdict` (truthy when feasible),
+            whose ``costs`` a strategy may use to learn from a rejection.
 
         Raises:
             InfeasibleConstraintsError: after ``max_rejections`` infeasible proposals in a
                 row, naming each bound and the cheapest value seen for it.
         """
-        constraints = self.context.constraints
-        if not constraints:
+        context = self.context
+        if not context.constraints:
             self.consecutive_rejections = 0
-            return True
-        costs = self.context.estimate(spec).as_dict()
-        self.last_costs = costs  # for a strategy that prices a rejection (Reinforce)
-        for name in constraints.bounds:
+            return Verdict(True, {})
+        verdict = context.pricer.check(spec)
+        costs = verdict.costs
+        for name in context.constraints.bounds:
             if costs.get(name) is not None:
                 self.cheapest[name] = min(self.cheapest.get(name, float("inf")), costs[name])
-        if constraints.satisfied(costs):
+        if verdict:
             self.consecutive_rejections = 0
-            return True
-        self.count_rejection()
-        return False
+        else:
+            self.count_rejection()
+        return verdict
+
+    def feasible(self, spec: Spec) -> bool:
+        """``bool(self.check(spec))``."""
+        return bool(self.check(spec))
 
     def count_rejection(self, message: Callable[[], str] | None = None) -> None:
         """Counts one rejected proposal; after ``max_rejections`` in a row raises

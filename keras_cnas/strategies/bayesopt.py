@@ -140,7 +140,7 @@ class BayesOpt(TrialBudget, Strategy):
             if not constraints and not self._cost_names:  # a space without costs
                 return True, []
             # Estimates made in tell() are not proposals the engine logs as rejections.
-            costs = self.context.estimate(spec).as_dict()
+            costs = self.context.pricer.costs(spec).as_dict()
             self._costs[key] = (not constraints or constraints.satisfied(costs),
                                 [math.log1p(max(float(costs[n]), 0.0)) for n in self._cost_names])
         return self._costs[key]

@@ -97,8 +97,9 @@ class LazyGreedy(Strategy):
         >>> from keras_cnas.trial import TrialStatus
         >>> space = CategoricalSpace([2] * 4, empty_choice=0)
         >>> weights = [0.4, 0.3, 0.2, 0.1]
+        >>> from keras_cnas.costs.pricer import Pricer
         >>> greedy = LazyGreedy(cost_rules=("uc",))
-        >>> greedy.setup(SearchContext(space, Constraints(), space.estimate))
+        >>> greedy.setup(SearchContext(space, Constraints(), Pricer(space=space)))
         >>> for trial_id in range(20):
         ...     c = greedy.ask()
         ...     if c is None:
@@ -176,13 +177,13 @@ class LazyGreedy(Strategy):
 
     def _fits(self, spec: Spec) -> bool:
         constraints = self.context.constraints
-        return not constraints or constraints.satisfied(self.context.estimate(spec))
+        return not constraints or constraints.satisfied(self.context.pricer.costs(spec))
 
     def _cost(self, spec: Spec, rule: str) -> float:
         name = self._rule_costs[rule]
         if name is None:
             return 0.0
-        return float(self.context.estimate(spec).as_dict()[name])
+        return float(self.context.pricer.costs(spec).as_dict()[name])
 
     def _ratio(self, rule: str, base: Spec, base_score: float, new: Spec, new_score: float | None) -> float:
         if new_score is None:
@@ -401,7 +402,7 @@ class LazyGreedy(Strategy):
             self._start_rule()
 
     def _record(self, spec: Spec, score: float, element: list[int] | None) -> dict[str, Any]:
-        costs = self.context.estimate(spec).as_dict()
+        costs = self.context.pricer.costs(spec).as_dict()
         return {"element": element, "decisions": self.context.space.to_decisions(spec),
                 "score": score, "costs": costs, "evaluations": self.evaluations}
 

@@ -178,7 +178,7 @@ class LocalSearch(TrialBudget, Strategy):
         # Infeasible neighbours are skipped here (not counted as rejected proposals: an
         # incumbent at the bound has many), seen ones keep their score.
         self.neighbourhood = [s.key() for s in near
-                              if not constraints or constraints.satisfied(self.context.estimate(s))]
+                              if not constraints or self.context.pricer.check(s)]
         wanted = set(self.neighbourhood)
         self.queue = [s.to_dict() for s in near if s.key() in wanted and s.key() not in self._seen_set]
 

@@ -214,10 +214,9 @@ class Reinforce(TrialBudget, Strategy):
                     logger.info("reinforce: %s", self.stop_reason)
                     return None
                 continue
-            if not self.feasible(spec):
-                # feasible() estimated it once (the engine logs each estimate made during
-                # ask as one rejected proposal): reuse those costs.
-                self.policy.learn(decisions, -self.alpha * self.rule.penalty(self.last_costs),
+            verdict = self.check(spec)
+            if not verdict:  # priced once: its costs set the penalty it learns from
+                self.policy.learn(decisions, -self.alpha * self.rule.penalty(verdict.costs),
                                   entropy)
                 continue
             self.asked += 1
@@ -231,7 +230,7 @@ class Reinforce(TrialBudget, Strategy):
             return
         costs = {k: v for k, v in trial.costs.items() if v is not None}
         if any(name not in costs for name in self.rule.bounds):  # analytic ones, if not recorded
-            analytic = self.context.estimate(trial.spec).as_dict()
+            analytic = self.context.pricer.costs(trial.spec).as_dict()
             costs = {**{k: v for k, v in analytic.items() if v is not None}, **costs}
         penalty = self.rule.penalty(costs)
         if self.reward_metric is None:

@@ -176,8 +176,9 @@ class TPE(TrialBudget, Strategy):
             if key in self.pending:
                 self._finish(trial.number, None, None)
                 continue
-            if not self.feasible(spec):
-                costs = self.last_costs
+            verdict = self.check(spec)
+            if not verdict:
+                costs = verdict.costs
                 violation = [float(costs[n]) / b - 1.0 if costs.get(n) is not None else 0.0
                              for n, b in bounds.items()]
                 self.told[key] = trial.number

@@ -32,12 +32,22 @@ class Evaluator(abc.ABC):
         direction: ``"min"`` or ``"max"``.
         reported_costs: names of costs this evaluator measures (``train_seconds``, ...),
             which constraints may bound.
+
+    Properties:
+        export_target: the export whose deployment costs (``arena_bytes``,
+            ``tflite_bytes``) a search prices before training, or None (none priced).
     """
 
     name: ClassVar[str]
     objective: str
     direction: str
     reported_costs: tuple[str, ...] = ()
+
+    @property
+    def export_target(self) -> Any:
+        """The :class:`~keras_cnas.costs.deployment.ExportTarget` of the artifact this
+        evaluator ships and measures, or None when it builds none (tables)."""
+        return None
 
     @abc.abstractmethod
     def evaluate(self, candidate: Candidate, *, seed: int = 0,

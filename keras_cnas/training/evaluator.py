@@ -482,6 +482,18 @@ class KerasEvaluator(Evaluator):
         _save(model, spec, metrics, pathlib.Path(out_dir))
         return metrics
 
+    @property
+    def export_target(self) -> Any:
+        """What the search prices before training: ``export_quantize`` (``"int8"`` or
+        ``"none"``; the float16 and dynamic-range exports TFLite Micro cannot run price
+        nothing) with ``export_int8_io`` when set."""
+        from keras_cnas.costs.deployment import TARGET_QUANTIZATIONS, ExportTarget
+
+        if self.export_quantize not in TARGET_QUANTIZATIONS:
+            return None
+        return ExportTarget(self.export_quantize,
+                            bool(getattr(self, "export_int8_io", False)) and self.export_quantize == "int8")
+
     # --- helpers -------------------------------------------------------------------------
 
     def _measure(self, model: "keras.Model", data: Dataset, seed: int) -> dict[str, float]:

@@ -206,7 +206,7 @@ def tabular_problem(name: str, data_dir: str | os.PathLike[str]
     Example:
         >>> space, evaluator = tabular_problem("nas-bench-macro", data_dir)  # doctest: +SKIP
         >>> spec = space.from_decisions([0, 2, 0, 1, 2, 1, 0, 0])  # doctest: +SKIP
-        >>> space.estimate(spec).params  # doctest: +SKIP
+        >>> estimate(space=space, spec=spec).params  # doctest: +SKIP
         890666
         >>> evaluator.evaluate(Candidate(spec)).metrics["mean_acc"]  # doctest: +SKIP
         89.19666544596355

@@ -148,13 +148,19 @@ class DecisionMoves:
     def __init__(self, space: Space):
         self.space = space
         self.sizes = space.decision_sizes()
+        # A space may say which decisions are unordered (a HyperSpace's Choice of strings):
+        # there a step jumps to any other value.
+        ordered = getattr(space, "ordered_decisions", None)
+        self.ordered = ordered() if ordered is not None else [True] * len(self.sizes)
 
     def moves(self, spec: Spec) -> list[Move]:
-        """Every in-range ±1 step of ``spec``'s decisions."""
+        """Every in-range ±1 step of ``spec``'s ordered decisions, every other value of its
+        unordered ones."""
         decisions = self.space.to_decisions(spec)
         return [Move("step", f"decisions[{i}]", delta=delta)
-                for i, (d, size) in enumerate(zip(decisions, self.sizes))
-                for delta in (1, -1) if 0 <= d + delta < size]
+                for i, (d, size, ordered) in enumerate(zip(decisions, self.sizes, self.ordered))
+                for delta in ((1, -1) if ordered else (v - d for v in range(size) if v != d))
+                if 0 <= d + delta < size]
 
     def apply(self, spec: Spec, move: Move, rng: np.random.Generator) -> Spec | None:
         """``spec`` with one decision moved by ±1; None when out of range, invalid or a

@@ -35,3 +35,49 @@ def build_lstm(hp):
                               keras.layers.LSTM(hp.Int("units", 4, 8, step=4)),
                               keras.layers.Dense(10, activation="softmax")])
     return model
+
+
+def build_broken(hp):
+    """Fails with its default values."""
+    hp.Int("units", 1, 4)
+    raise ValueError("no model today")
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Records the optimizer's learning rate at the start of each fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_begin(self, logs=None):
+        self.rates.append(float(keras.backend.get_value(self.model.optimizer.learning_rate)))
+
+
+try:  # a real keras_tuner.HyperModel, when keras_tuner is installed
+    import keras_tuner
+
+    class DenseHyperModel(keras_tuner.HyperModel):
+        def build(self, hp):
+            return keras.Sequential([
+                keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                keras.layers.Dense(hp.Int("units", 16, 32, step=16), activation="relu"),
+                keras.layers.Dense(10, activation="softmax")])
+
+    kt_hypermodel = DenseHyperModel()
+except ImportError:
+    pass
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Counts epochs across trials (a module-level instance, named 'hypermodels:EPOCHS')."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+
+
+EPOCHS = EpochCounter()

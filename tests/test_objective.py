@@ -41,7 +41,7 @@ def _spec(data):
     return cnas.spaces.Descriptor(data.input_shape, data.num_classes, [cnas.spaces.ConvLayer(4)])
 
 
-def test_val_accuracy_is_maximised_and_picks_its_best_epoch(tmp_path):
+def test_val_accuracy_is_maximised_and_survives_the_json_config(tmp_path):
     data = cnas.data.load("digits")
     evaluator = cnas.training.KerasEvaluator(data, objective="val_accuracy", full_epochs=3,
                                              patience=3)

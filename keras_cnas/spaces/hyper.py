@@ -314,13 +314,16 @@ def _range_values(name: str, low: float, high: float, step: float | None, sampli
             grid = np.geomspace(low, high, FLOAT_GRID) if log else np.linspace(low, high, FLOAT_GRID)
             out = [float(f"{v:.12g}") for v in grid] if high > low else [low]
     else:
-        out, v = [], low
-        while v <= high * (1 + 1e-9) + 1e-12 and len(out) <= 100_000:
+        out, k = [], 0
+        while len(out) <= 100_000:
+            v = low * step ** k if log else low + k * step  # no accumulated rounding error
+            if v > high * (1 + 1e-9) + 1e-12:
+                break
             out.append(int(round(v)) if integer else float(f"{v:.12g}"))
-            v = v * step if log else v + step
-    out = list(dict.fromkeys(out))  # rounding may repeat a value
-    if sampling == "reverse_log":
-        pass  # same value set; KerasTuner differs only in how it samples within it
+            k += 1
+    # Rounding may repeat a value. "reverse_log" has the same value set as "log": KerasTuner
+    # differs only in how it samples within it.
+    out = list(dict.fromkeys(out))
     return tuple(int(v) for v in out) if integer else tuple(float(v) for v in out)
 
 
@@ -619,8 +622,8 @@ def discover(build_fn: Callable[..., Any], path: str) -> list[HyperParameter]:
                 found[new.name] = new
                 probes = (new.values if new.kind in ("choice", "boolean")
                           else (new.values[0], new.values[-1]))
-                queue.extend({**overrides, new.name: v} for v in probes if v != new.default
-                             or new.name not in overrides)
+                # This build already used the default; probe the other values.
+                queue.extend({**overrides, new.name: v} for v in probes if v != new.default)
             elif (old.kind, old.values) != (new.kind, new.values):
                 raise ValueError(f"build_fn: hyperparameter {new.name!r} is defined twice with "
                                  f"different values ({_preview(old.values)} and "

@@ -9,11 +9,12 @@ images may be uint8, floats in [0, 1], or floats in [0, 255] (what
 ``keras.utils.image_dataset_from_directory`` yields), which are divided by 255.
 
 Example:
-    >>> import numpy as np, tensorflow as tf                         # doctest: +SKIP
-    >>> ds = tf.data.Dataset.from_tensor_slices(
-    ...     (np.zeros((100, 8, 8, 1), np.float32), np.arange(100) % 10)).batch(32)
-    >>> data = from_tf_dataset(ds, validation_split=0.2)                  # doctest: +SKIP
-    >>> len(data.y_train), len(data.y_val)                                # doctest: +SKIP
+    >>> import numpy as np
+    >>> from keras_cnas._keras import tf
+    >>> images, labels = np.zeros((100, 8, 8, 1), np.float32), np.arange(100) % 10
+    >>> ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    >>> data = from_tf_dataset(ds, validation_split=0.2)
+    >>> len(data.y_train), len(data.y_val)
     (80, 20)
 """
 

@@ -1,6 +1,7 @@
-"""The KerasTuner user's search end to end: their own module (build(hp), a tf.data input, a
-callback) through tools/search.py with --workers=2, a params cap and a measured arena bound,
-objective val_accuracy, killed with SIGKILL and resumed."""
+"""The KerasTuner user's search from the shell. End to end: their own module (build(hp), a
+tf.data input, a callback) through tools/search.py with --workers=2, a params cap and a measured arena bound,
+objective val_accuracy, killed with SIGKILL and resumed; a folder dataset with --top_k_export;
+the new flags' one-line errors."""
 
 import json
 import signal
@@ -105,3 +106,50 @@ def test_a_hypermodel_search_with_workers_resumes_after_sigkill(tmp_path):
     # The user's callback ran in the worker processes: one line per epoch of every trial.
     lines = (tmp_path / "epochs.log").read_text().splitlines()
     assert len(lines) >= sum(json.loads(r[3]).get("epochs", 0) for r in after.values())
+
+
+def _tool(*args, cwd=REPO, timeout=300):
+    return subprocess.run([sys.executable, str(REPO / "tools/search.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space=hyper"], "--space=hyper needs --hypermodel=module:function"),
+    (["--space=hyper", "--hypermodel=no_such_module_xyz:build"], "cannot import 'no_such_module_xyz'"),
+    (["--objective=val_custom"], "--objective: direction: cannot tell whether 'val_custom'"),
+    (["--dataset=folder"], "--dataset=folder needs --data_dir"),
+    (["--augment=mirror"], "--augment"),
+])
+def test_new_flags_report_bad_values_in_one_line(tmp_path, args, message):
+    out = _tool(*args, f"--search_dir={tmp_path}")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert message in out.stderr
+
+
+@pytest.mark.slow
+def test_a_folder_dataset_search_exports_its_top_k(tmp_path):
+    import numpy as np
+    from keras_cnas._keras import tf
+
+    rng = np.random.default_rng(0)
+    for name in ("dark", "light"):
+        for i in range(12):
+            level = 40 if name == "dark" else 200
+            image = np.clip(rng.normal(level, 20, (10, 10, 1)), 0, 255).astype(np.uint8)
+            path = tmp_path / "photos" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(tf.io.encode_png(image).numpy())
+    search_dir = tmp_path / "run"
+    out = _tool("--dataset=folder", f"--data_dir={tmp_path / 'photos'}", "--image_size=8,8",
+                "--color_mode=grayscale", "--augment=flip", "--validation_split=0.25",
+                "--space=descriptor", "--max_conv_layers=1", "--max_filters=4",
+                "--max_fc_layers=0", "--strategy=random", "--max_trials=3",
+                "--traction_epochs=1", "--full_epochs=1", "--objective=val_accuracy",
+                "--top_k_export=2", "--export=none", f"--search_dir={search_dir}", timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((search_dir / "summary.json").read_text())
+    assert summary["objective"]["name"] == "val_accuracy"
+    assert (search_dir / "best" / "model.tflite").is_file()
+    tops = sorted((search_dir / "top").iterdir())
+    assert len(tops) == 1 and (tops[0] / "model.tflite").is_file() and tops[0].name.startswith("02-")
+    assert "top 2 (" in out.stdout

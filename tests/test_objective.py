@@ -90,3 +90,22 @@ def test_callback_objects_work_in_process_and_are_refused_for_workers_with_the_f
         tmp_path).get_config()["callbacks"] == ["hypermodels:EPOCHS"]
     with pytest.raises(ValueError, match=r"callbacks\[0\]: expected a Keras callback"):
         cnas.training.KerasEvaluator(data, callbacks=[np.zeros(3)])
+
+
+def test_search_builds_the_default_evaluator_from_arrays_and_an_objective(tmp_path):
+    """README's first screen: search(space, budget, data=(x, y), objective="val_accuracy")."""
+    x, y = cnas.data.load("digits").arrays("train")
+    space = cnas.spaces.HyperSpace(hypermodels.build_small_cnn, (8, 8, 1), 10)
+    result = cnas.search(space, cnas.Constraints(max_params=20_000), data=(x, y),
+                         objective="val_accuracy",
+                         strategy=cnas.strategies.MonteCarlo(num_random=1, num_adaptive=0,
+                                                             num_full=0),
+                         search_dir=tmp_path, finalize=False, verbose=False)
+    assert result.summary["objective"] == {"name": "val_accuracy", "direction": "max"}
+    assert result.trials[0].status == TrialStatus.COMPLETED
+    assert result.evaluator.dataset.name == "arrays"
+
+
+def test_a_callback_path_that_does_not_import_is_refused_when_the_evaluator_is_made():
+    with pytest.raises(ValueError, match=r"callbacks\[0\]: cannot import 'no_such_module_xyz'"):
+        cnas.training.KerasEvaluator({"name": "digits"}, callbacks=["no_such_module_xyz:Log"])

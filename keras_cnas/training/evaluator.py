@@ -600,7 +600,8 @@ def _checked_callbacks(callbacks: Any) -> tuple[Any, ...]:
             if c.startswith(IN_MEMORY_CALLBACK):
                 raise ValueError(f"callbacks[{i}]: {c} was an object of another process, which a "
                                  "JSON config cannot carry; name it by 'module:attribute'")
-            object_path(c, f"callbacks[{i}]")
+            # Imported now (a set-up error stops here, in one line), and again in each worker.
+            import_object(object_path(c, f"callbacks[{i}]"), argument=f"callbacks[{i}]")
         elif not callable(getattr(c, "set_model", None)):
             raise ValueError(f"callbacks[{i}]: expected a Keras callback (keras.callbacks."
                              f"Callback) or 'module:attribute', got {type(c).__name__}")

@@ -81,3 +81,12 @@ class EpochCounter(keras.callbacks.Callback):
 
 
 EPOCHS = EpochCounter()
+
+
+def build_activation(hp):
+    """An unordered Choice of three strings next to an ordered Int."""
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(hp.Int("units", 8, 24, step=8),
+                           activation=hp.Choice("act", ["relu", "tanh", "elu"])),
+        keras.layers.Dense(10, activation="softmax")])

@@ -203,3 +203,40 @@ def test_keras_tuner_build_functions_and_hypermodels_work_when_it_is_installed()
     assert isinstance(kt.HyperModel, type)
     model = cnas.build_model(space.spec({"units": 32}))
     assert model.count_params() == 8 * 8 * 32 + 32 + 33 * 10
+
+
+def _hyper_objective(spec):
+    """A toy score over the named values: best at units=48, filters_0=8, one conv layer."""
+    v = spec.as_dict()
+    return -((v["units"] - 48) / 16) ** 2 - (v["filters_0"] != 8) - v["conv_layers"]
+
+
+@pytest.mark.parametrize("name", ["random", "montecarlo", "evolution", "reinforce"])
+def test_every_strategy_searches_a_hyperspace_within_its_cap(name, space, monkeypatch):
+    """Through the categorical view: random samples, coordinate descent's ±1 steps, evolution's
+    mutations and the REINFORCE controller's decisions, every ask under the params cap."""
+    import test_strategies as toy
+
+    cap = 20_000
+    monkeypatch.setitem(toy.PROBLEMS, "hyper", (lambda: space, _hyper_objective, space.estimate,
+                                                cap, 10))
+    strategy = toy.setup(toy.make(name), "hyper", max_params=cap, seed=1)
+    trials = toy.Loop("hyper").run(strategy)
+    assert len(trials) == strategy.planned_trials
+    for trial in trials:
+        space.validate(trial.spec)
+        assert space.estimate(trial.spec).params <= cap
+    assert len({(t.spec.key(), t.fidelity) for t in trials}) == len(trials)
+
+
+def test_coordinate_descent_steps_ordered_values_and_jumps_unordered_ones():
+    from keras_cnas.strategies.moves import moves_for
+
+    space = HyperSpace(hypermodels.build_activation, (8, 8, 1), 10)
+    assert space.ordered_decisions() == [True, False]
+    moves = moves_for(space)
+    spec = space.spec({"units": 8, "act": "relu"})
+    deltas = {(m.coordinate, m.delta) for m in moves.moves(spec)}
+    assert deltas == {("decisions[0]", 1), ("decisions[1]", 1), ("decisions[1]", 2)}
+    jumped = moves.apply(spec, next(m for m in moves.moves(spec) if m.delta == 2), None)
+    assert jumped.as_dict() == {"units": 8, "act": "elu"}

@@ -44,6 +44,9 @@ def test_value_sets_follow_kerastuners_step_and_sampling_rules():
     assert np.allclose(np.diff(np.log(by["c"].values)), np.log(10) * 2 / 9)
     assert by["d"].values == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     assert [by[n].ordered for n in "abcdefg"] == [True, True, True, True, True, False, False]
+    # A default inside the range but off the grid joins it, as KerasTuner accepts it.
+    assert hp.Float("h", 0.0, 1.0, default=0.25) == 0.25
+    assert 0.25 in {h.name: h for h in hp.space}["h"].values
 
 
 def test_a_conditional_hyperparameter_is_none_while_its_parent_does_not_select_it():

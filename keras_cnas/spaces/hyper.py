@@ -265,6 +265,10 @@ class HyperParameters:
                 conditions.append((parent_name, _as_tuple(parent_values)))
             if default is None:
                 default = values[0]
+            elif kind in ("int", "float") and _is_number(default) \
+                    and values[0] <= default <= values[-1] and default not in values:
+                # KerasTuner accepts any default in the range: it joins the grid.
+                values = tuple(sorted({*values, int(default) if kind == "int" else float(default)}))
             hp = HyperParameter(name, kind, values, default, ordered, tuple(conditions))
             hp.index(default)  # the default must be one of the values
             self._space[name] = hp

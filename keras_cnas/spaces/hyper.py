@@ -38,9 +38,12 @@ Example:
     ...     model.add(keras.layers.Flatten())
     ...     model.add(keras.layers.Dense(10, activation="softmax"))
     ...     return model
-    >>> space = HyperSpace(build, input_shape=(8, 8, 1), num_classes=10)  # doctest: +SKIP
-    >>> space.decision_sizes()                                            # doctest: +SKIP
-    [4, 2]
+    >>> space = HyperSpace(build, input_shape=(8, 8, 1), num_classes=10)
+    >>> space.decision_sizes(), [hp.name for hp in space.hyperparameters]
+    ([4, 2], ['filters', 'pool'])
+    >>> spec = space.spec({"filters": 8, "pool": True})
+    >>> spec.describe(), space.estimate(spec).params   # built, not trained: 80 + 72 * 10 + 10
+    ('filters=8 pool=True', 810)
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from keras_cnas.errors import (
     InfeasibleConstraintsError,
     InvalidSpecError,
     KerasCnasError,
+    NoBestTrialError,
     UnknownCostError,
 )
 
@@ -35,6 +36,7 @@ _LAZY = {
     "builders": "keras_cnas.builders",
     "compression": "keras_cnas.compression",
     "data": "keras_cnas.data",
+    "devices": "keras_cnas.devices",
     "export": "keras_cnas.export",
     "report": "keras_cnas.report",
 }
@@ -45,7 +47,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "Constraints", "CostReport", "DataError", "InfeasibleConstraintsError", "InvalidSpecError",
-    "KerasCnasError", "SearchResult", "UnknownCostError", "build_model", "builders", "compression",
-    "costs", "data", "engine", "estimate", "export", "report", "search", "spaces", "strategies",
-    "training",
+    "KerasCnasError", "NoBestTrialError", "SearchResult", "UnknownCostError", "build_model",
+    "builders", "compression", "costs", "data", "devices", "engine", "estimate", "export",
+    "report", "search", "spaces", "strategies", "training",
 ]

@@ -22,6 +22,11 @@ class InfeasibleConstraintsError(KerasCnasError, RuntimeError):
     """No architecture satisfying the hard constraints could be found; stops a search."""
 
 
+class NoBestTrialError(KerasCnasError, LookupError):
+    """A finished search has no best trial (every trial broke a bound or failed); the
+    message says which bound and names the closest trial."""
+
+
 class UnknownCostError(KerasCnasError, KeyError):
     """A constraint bounds a cost that nothing in the search reports."""
 

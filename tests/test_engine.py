@@ -1,5 +1,6 @@
 """The search engine: constraints, persistence, resume, runners, finishing."""
 
+import dataclasses
 import json
 import threading
 
@@ -103,7 +104,7 @@ def test_a_search_dir_holding_a_search_is_refused_without_resume_or_overwrite(tm
     with pytest.raises(SearchDirError, match=r"already holds a search \(5 trials\); pass resume=True"):
         run()
     assert len(run(overwrite=True).trials) == 5
-    with pytest.raises(SearchDirError, match=r"holds a different search \(its strategy differ"):
+    with pytest.raises(SearchDirError, match=r"holds a different search \(its strategy\."):
         cnas.search(space, strategy=RandomSearch(num_samples=9), evaluator=evaluator,
                     search_dir=tmp_path, resume=True, verbose=False)
 
@@ -246,3 +247,47 @@ def test_ensemble_without_saved_models_says_how_to_save_them(tmp_path):
                          search_dir=tmp_path, verbose=False)
     with pytest.raises(FileNotFoundError, match="save_models=True"):
         result.ensemble(2)
+
+
+class _MeasuredTable(TabularEvaluator):
+    """The toy table, with an 'arena' measured after each trial (100 bytes per decision)."""
+
+    reported_costs = ("arena_bytes", "tflite_bytes")
+
+    def evaluate(self, candidate, *, seed=0, workdir=None):
+        result = super().evaluate(candidate, seed=seed, workdir=workdir)
+        size = 1000 + 100 * sum(candidate.spec.decisions)
+        return dataclasses.replace(result, costs={"arena_bytes": size, "tflite_bytes": 2 * size})
+
+
+def test_a_search_where_no_trial_meets_a_measured_bound_says_which_and_the_closest(tmp_path):
+    space = CategoricalSpace(SIZES, costs=COSTS)
+    budget = cnas.Constraints(max_arena_bytes=900)
+    result = cnas.search(space, budget, strategy=RandomSearch(num_samples=5),
+                         evaluator=_MeasuredTable(TABLE, metric="acc"), search_dir=tmp_path,
+                         verbose=False)
+    assert result.best is None
+    closest = min(result.trials, key=lambda t: t.costs["arena_bytes"])
+    assert result.no_best.startswith("no trial met the bounds: 5 of 5 trials broke max_arena_bytes")
+    assert f"the closest, trial {closest.id}, has arena_bytes = " in result.no_best
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best"] is None and summary["no_best"] == result.no_best
+    with pytest.raises(cnas.NoBestTrialError, match="has no best trial: no trial met the bounds"):
+        result.best_model()
+
+
+def test_bounded_arena_and_flash_are_shown_in_kib_and_get_pareto_fronts(tmp_path, capsys):
+    space = CategoricalSpace(SIZES, costs=COSTS)
+    budget = cnas.Constraints(max_arena_bytes=64 * 1024, max_tflite_bytes=256 * 1024)
+    result = cnas.search(space, budget, strategy=RandomSearch(num_samples=3),
+                         evaluator=_MeasuredTable(TABLE, metric="acc"), search_dir=tmp_path)
+    out = capsys.readouterr().out
+    first = result.trials[0].costs
+    assert f"arena {first['arena_bytes'] / 1024:.1f}KiB flash {first['tflite_bytes'] / 1024:.1f}KiB" in out
+    assert "eq6 w+a" in out and " memory" not in out and "mem " not in out
+    assert {"arena_bytes", "tflite_bytes"} <= set(result.pareto_front)
+    point = result.pareto_front["arena_bytes"][0]
+    assert point["kib"] == round(point["arena_bytes"] / 1024, 3)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["bounded_costs"]["arena_bytes"]["bound_kib"] == 64.0
+    assert summary["bounded_costs"]["tflite_bytes"]["best"] == result.best.costs["tflite_bytes"]

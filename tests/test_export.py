@@ -217,7 +217,8 @@ def test_micro_arena_is_measured_and_matches_the_offline_estimate(int8_model):
 def test_export_model_writes_tflite_labels_c_array_and_report(trained, digits, tmp_path):
     report = export_model(trained, tmp_path, "int8", digits, micro=True, latency_runs=10)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["export.json", "labels.txt", "model.tflite", "model_data.cc", "model_data.h"]
+    assert names == ["export.json", "labels.txt", "model.tflite", "model_data.cc", "model_data.h",
+                     "model_data_ops.h"]
     assert (tmp_path / "model.tflite").read_bytes()[4:8] == b"TFL3"
     assert report["tflite_bytes"] == (tmp_path / "model.tflite").stat().st_size
     assert (tmp_path / "labels.txt").read_text().splitlines() == list(digits.class_names)
@@ -344,3 +345,27 @@ def test_the_lists_of_quantizations_and_measured_costs_agree_across_layers():
 
     assert cli.EXPORT_QUANTIZATIONS == evaluator.EXPORT_QUANTIZATIONS == QUANTIZATIONS
     assert cli.MEASURED_BOUNDS == evaluator.MEASURABLE_COSTS == MEASURED_COSTS
+
+
+@pytest.mark.slow  # ~17 s: a QAT fine-tuning and a second conversion
+def test_an_int8_drop_above_the_tolerance_is_fine_tuned_with_qat_and_rechecked(trained, digits,
+                                                                               tmp_path):
+    # Calibrating on blank images clips every real activation: post-training int8 collapses.
+    blank = np.zeros((50, 8, 8, 1), np.float32)
+    report = export_model(trained, tmp_path, "int8", digits, representative_data=blank,
+                          max_int8_drop=0.5, qat_epochs=2, latency_runs=5)
+    check = report["int8_check"]
+    assert check["qat_tried"] and check["ptq_drop_points"] > 5
+    assert check["qat_kept"] and check["drop_points"] == check["qat_drop_points"]
+    assert check["drop_points"] < check["ptq_drop_points"] and report["qat"] is True
+    assert check["summary"].startswith(f"int8 drop {check['drop_points']:.2f} points on the "
+                                       "validation split after QAT")
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved["int8_check"]["qat_kept"] is True
+
+
+def test_an_int8_drop_within_the_tolerance_keeps_post_training_quantization(trained, digits,
+                                                                           tmp_path):
+    report = export_model(trained, tmp_path, "int8", digits, max_int8_drop=100.0, latency_runs=5)
+    assert report["int8_check"]["within"] and not report["int8_check"]["qat_tried"]
+    assert report["qat"] is False

@@ -48,10 +48,21 @@ def test_int8_micro_export_prints_one_json_object_and_writes_the_files(saved_mod
     assert abs(report["keras_accuracy"] - report["tflite_accuracy"]) <= 0.01
     assert report["agreement"] >= 0.98
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "export.json", "labels.txt", "model.tflite", "model_data.cc", "model_data.h"]
+        "export.json", "labels.txt", "model.tflite", "model_data.cc", "model_data.h",
+        "model_data_ops.h"]
     assert (tmp_path / "labels.txt").read_text().split() == [str(d) for d in range(10)]
     assert "model_data" in (tmp_path / "model_data.cc").read_text()
+    header = (tmp_path / "model_data.h").read_text()
+    assert f"constexpr int kTensorArenaSize = {report['tensor_arena_size']};" in header
+    assert report["tensor_arena_size"] >= report["arena_bytes"] + 1024
+    # float32 I/O: the input is not quantized, the header says so with scale 0
+    assert report["input"]["dtype"] == "FLOAT32" and "constexpr float kInputScale = 0.0f;" in header
+    ops = (tmp_path / "model_data_ops.h").read_text()
+    assert "tflite::MicroMutableOpResolver<kModelDataNumOps>" in ops and "AddConv2D()" in ops
     assert "Traceback" not in out.stderr
+    # the converter's INFO chatter stays off the terminal
+    for noise in ("Found untraced functions", "Using new converter", "Sharding callback"):
+        assert noise not in out.stderr
 
 
 def test_float16_export_defaults_to_the_model_dir_and_skips_the_arena(saved_model):
@@ -81,6 +92,8 @@ def test_a_broken_bound_exits_non_zero_naming_it_and_writes_nothing(saved_model,
     (["--model={model}", "--quantize=dynamic", "--micro"], "cannot run dynamic-range (hybrid)"),
     (["--model={model}", "--quantize=none", "--int8_io"], "--int8_io and --qat_epochs need"),
     (["--model={model}", "--dataset=digits", "--max_tflite_bytes=-1"], "expected a positive number"),
+    (["--model={model}", "--dataset=digits", "--max_arena_bytes=64KB/s"],
+     "--max_arena_bytes: cannot read '64KB/s' as a size"),
     ([], "--model"),
 ])
 def test_bad_flags_are_usage_errors_without_a_traceback(saved_model, tmp_path, args, message):

@@ -223,3 +223,35 @@ def test_a_trial_that_fits_no_node_of_a_local_ray_is_refused_before_the_search(t
     assert re.search(r"REFUSED cpus_per_trial=1, gpus_per_trial=1: the Ray cluster has \d+ CPUs "
                      r"and 0 GPUs, so no trial fits on it; lower them or add nodes", out.stdout), (
         out.stdout + out.stderr[-2000:])
+
+
+class _Config:
+    """What a runner's start() reads of an evaluator: its JSON config."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def to_json_config(self):
+        return self.config
+
+
+def test_a_data_error_on_ray_stops_the_search_in_the_driver(tmp_path, local_ray):
+    # Issue 14: on Ray every exception used to become a FAILED trial, so a missing dataset
+    # quietly failed every trial; the engine's one split (engine.guard) re-raises it here.
+    from keras_cnas.errors import DataError
+    from keras_cnas.training.datasource import DataSource
+    from keras_cnas.training.evaluator import KerasEvaluator
+    from keras_cnas.trial import Candidate, Trial
+
+    config = KerasEvaluator(DataSource.registered("mnist", tmp_path / "missing")).to_json_config()
+    runner = RayRunner()
+    runner.start(_Config(config), tmp_path / "s")
+    try:
+        spec = CategoricalSpace(SIZES).from_decisions([0, 1, 2, 0])
+        runner.submit(Trial.from_candidate(0, Candidate(spec)), 0)
+        with pytest.raises(DataError, match="missing"):
+            while True:
+                if runner.wait():
+                    break
+    finally:
+        runner.close()

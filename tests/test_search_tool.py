@@ -177,3 +177,37 @@ def test_benas_search_honours_the_params_bound_and_exports(tmp_path):
     assert export["quantize"] == "int8" and export["tflite_bytes"] > 0
     wrong = run("--strategy=benas", f"--search_dir={tmp_path / 'x'}")  # SMALL: descriptor space
     assert wrong.returncode != 0 and "use --space=enas_cell" in wrong.stderr
+
+
+def test_no_trial_meeting_a_measured_bound_exits_non_zero_naming_it_and_the_closest(tmp_path):
+    out = run("--strategy=random", "--max_trials=2", "--max_tflite_bytes=1KiB",
+              f"--search_dir={tmp_path}")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no trial met the bounds: 2 of 2 trials broke max_tflite_bytes; "
+                           "the closest, trial "), last
+    assert "> max 1,024 " in last
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best"] is None and summary["no_best"] in last
+    assert "flash " in out.stdout and "KiB" in out.stdout  # the bounded cost, in KiB
+    for noise in ("Found untraced functions", "Using new converter", "Sharding callback"):
+        assert noise not in out.stderr
+
+
+def test_device_preset_bounds_the_search_and_records_where_each_bound_came_from(tmp_path):
+    out = run("--strategy=random", "--max_trials=1", "--device=nano33ble",
+              "--max_arena_bytes=100KiB", f"--search_dir={tmp_path}", "--nofinalize")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    config = summary["config"]
+    assert config["constraints"] == {"max_arena_bytes": 102400, "max_tflite_bytes": 786432}
+    assert config["bound_sources"] == {
+        "max_arena_bytes": "flag --max_arena_bytes=100KiB",
+        "max_tflite_bytes": "device nrf52840: flash 1,048,576 B - reserve 262,144 B"}
+    assert config["device"]["name"] == "nrf52840" and config["device"]["sources"]
+    measured = config["evaluator"]["config"]
+    assert measured["export_quantize"] == "int8" and measured["export_int8_io"] is True
+    assert "device: nrf52840: Nordic nRF52840" in out.stdout
+    unknown = run("--device=uno", f"--search_dir={tmp_path / 'x'}")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "--device: unknown device 'uno'; known: stm32f746" in unknown.stderr

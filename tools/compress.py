@@ -29,7 +29,11 @@ from keras_cnas.cli import compress as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 
 METHOD_NAMES = ["group_lasso", "vardrop", "morphnet", "synthesis"]
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)
 flags.DEFINE_string("baseline", None, "resnet20 / resnet32 / resnet56 (any resnet<6n+2>), or "
@@ -52,7 +56,8 @@ flags.DEFINE_float("validation_split", 0.1, "Fraction of the training split held
                    lower_bound=0.0, upper_bound=0.9)
 flags.DEFINE_integer("max_train_examples", None, "Use at most this many training examples.",
                      lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seeds the data split and every training run.")
+flags.DEFINE_integer("seed", 0, "Seeds the data split and every training run.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 # Baseline
 flags.DEFINE_integer("width", 16, "resnet baselines: channels of the first stage (paper: 16).",
                      lower_bound=1)
@@ -105,11 +110,10 @@ def main(argv):
     m_by_n = cli.parse_m_by_n(FLAGS.sparsity_m_by_n)
     method = cli.make_method(FLAGS.method, values)  # (loads TensorFlow)
     out = cli.prepare_out_dir(FLAGS.out_dir, FLAGS.overwrite)
-    cli.write_json(out / "flags.json", values)
 
     from keras_cnas.compression import ToleranceExceededError, UnsupportedModelError
     from keras_cnas.data import load
-    from keras_cnas.errors import DataError, InfeasibleConstraintsError
+    from keras_cnas.errors import InfeasibleConstraintsError
 
     try:
         data = load(FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split,
@@ -118,6 +122,8 @@ def main(argv):
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}") from None
     print(f"{data.summary()}\nmethod: {method!r}\ntarget: {target}\n")
     model, baseline_info = cli.load_baseline(FLAGS.baseline, data, values, out)
+    # Written once the inputs are known good: a refused run leaves --out_dir as it was.
+    cli.write_json(out / "flags.json", values)
     try:
         result = method.compress(model, data, target, seed=FLAGS.seed)
     except (InfeasibleConstraintsError, UnsupportedModelError, ToleranceExceededError) as e:
@@ -146,4 +152,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame=BLAME)

@@ -39,10 +39,10 @@ flags.register_validator(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    spec = (cli.load_spec(FLAGS.spec) if FLAGS.spec else
+    spec = (cli.load_spec(FLAGS.spec) if FLAGS.spec is not None else
             cli.reference_spec(FLAGS.reference, FLAGS.input_shape, FLAGS.num_classes, FLAGS.alpha))
     print(cli.cost_summary(spec, FLAGS.bytes_per_element, build=FLAGS.build, as_json=FLAGS.json))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

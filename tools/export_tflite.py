@@ -7,8 +7,9 @@ Usage:
   python tools/export_tflite.py --model=runs/x/best --dataset=digits --max_arena_bytes=20000
 
 --model is a directory holding model.keras (a search's best/) or a .keras file. Writes
-model.tflite, labels.txt (with --dataset), model_data.h / model_data.cc (with --micro) and
-export.json to --out (default: the model's directory), and prints ONE JSON object on
+model.tflite, labels.txt (with --dataset), model_data.h / model_data.cc / model_data_ops.h
+(with --micro: the model, kTensorArenaSize, input / output scale and zero point, and the op
+resolver) and export.json to --out (default: the model's directory), and prints ONE JSON object on
 stdout: tflite_bytes, arena_bytes (with --micro or int8), latency_ms ({"xnnpack": ...,
 "builtin": ...}, median), keras_accuracy, tflite_accuracy, agreement (test split), ...
 Exits non-zero, with the reason and without writing anything, when the artifact breaks a
@@ -28,9 +29,15 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from keras_cnas.costs import Constraints  # noqa: E402
+from keras_cnas.costs.constraints import parse_bytes  # noqa: E402
+from keras_cnas.export.artifact import json_safe  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import QUANTIZATIONS  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Directory holding model.keras (e.g. a search's best/) or a "
                     ".keras file.", required=True)
@@ -40,7 +47,8 @@ flags.DEFINE_enum("dataset", None, DATASETS.names(),
 flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (mnist, cifar10).")
 flags.DEFINE_float("validation_split", 0.1, "Fraction held out of the training split (as in "
                    "the search), which calibration does not see.", lower_bound=0.0, upper_bound=0.9)
-flags.DEFINE_integer("seed", 0, "Seeds the validation split and the calibration sample.")
+flags.DEFINE_integer("seed", 0, "Seeds the validation split and the calibration sample.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 flags.DEFINE_bool("micro", False, "Also write model_data.h / model_data.cc and measure the "
                   "TFLite Micro arena.")
 flags.DEFINE_bool("int8_io", False, "int8 input and output tensors (--quantize=int8).")
@@ -50,8 +58,15 @@ flags.DEFINE_string("out", None, "Output directory (default: the model's directo
 flags.DEFINE_integer("num_threads", 1, "Interpreter threads for latency and verification.",
                      lower_bound=1)
 flags.DEFINE_integer("latency_runs", 100, "Timed invocations per latency mode.", lower_bound=1)
-flags.DEFINE_float("max_tflite_bytes", None, "Hard bound on the .tflite size.")
-flags.DEFINE_float("max_arena_bytes", None, "Hard bound on the TFLite Micro arena.")
+flags.DEFINE_string("max_tflite_bytes", None, "Hard bound on the .tflite size: bytes, or with a "
+                    "unit (256KiB, 0.25MiB).")
+flags.DEFINE_string("max_arena_bytes", None, "Hard bound on the TFLite Micro arena: bytes, or "
+                    "with a unit (64KiB).")
+flags.DEFINE_float("max_int8_drop", None, "--quantize=int8: most accuracy points the int8 model "
+                   "may lose against Keras (validation split); above it, QAT fine-tuning for "
+                   "--qat_epochs (default 2) is tried and the better artifact kept.", lower_bound=0)
+flags.DEFINE_integer("arena_headroom", None, "--micro: bytes kTensorArenaSize adds to the "
+                     "measured arena (default max(1 KiB, 10 %)).", lower_bound=0)
 flags.DEFINE_float("max_latency_ms", None, "Hard bound on the median latency with XNNPACK.")
 
 flags.register_multi_flags_validator(
@@ -94,15 +109,15 @@ def main(argv):
                              ".keras file; pass a search's best/ directory (e.g. runs/x/best)")
     out = pathlib.Path(FLAGS.out) if FLAGS.out else (model if model.is_dir() else model.parent)
     try:
-        constraints = Constraints(max_tflite_bytes=FLAGS.max_tflite_bytes,
-                                  max_arena_bytes=FLAGS.max_arena_bytes,
-                                  max_latency_ms=FLAGS.max_latency_ms)
+        sizes = {f"max_{c}": None if FLAGS[f"max_{c}"].value is None
+                 else parse_bytes(FLAGS[f"max_{c}"].value, name=f"--max_{c}")
+                 for c in ("tflite_bytes", "arena_bytes")}
+        constraints = Constraints(**sizes, max_latency_ms=FLAGS.max_latency_ms)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
 
     with _stdout_to_stderr():
         from keras_cnas.data import load
-        from keras_cnas.errors import DataError
         from keras_cnas.export import ExportConstraintError, MicroError, export_model
 
         data = None
@@ -115,16 +130,22 @@ def main(argv):
         try:
             report = export_model(model, out, FLAGS.quantize, data, micro=FLAGS.micro,
                                   constraints=constraints, int8_io=FLAGS.int8_io,
-                                  qat=FLAGS.qat_epochs > 0, qat_epochs=max(1, FLAGS.qat_epochs),
+                                  qat=FLAGS.qat_epochs > 0, qat_epochs=FLAGS.qat_epochs or 2,
+                                  max_int8_drop=FLAGS.max_int8_drop,
+                                  arena_headroom_bytes=FLAGS.arena_headroom,
                                   num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
                                   seed=FLAGS.seed)
-        except (ExportConstraintError, MicroError) as e:
-            sys.exit(f"error: {e}")
-        except ValueError as e:  # e.g. the dataset's images do not fit the model's input
-            sys.exit(f"error: {e}")
+        except ExportConstraintError as e:  # name the bounds it broke
+            bounds = ", ".join(f"--max_{v.cost}={FLAGS[f'max_{v.cost}'].value:g}"
+                               if f"max_{v.cost}" in FLAGS else v.cost for v in e.violations)
+            sys.exit(f"error: {bounds}: {e}")
+        except (MicroError, ValueError) as e:  # e.g. the dataset's images do not fit the model
+            sys.exit(f"error: --model={model}" + (f" with --dataset={FLAGS.dataset}"
+                                                 if FLAGS.dataset else "") + f": {e}")
     report.pop("latency", None)  # the full statistics stay in export.json
-    print(json.dumps(report, sort_keys=True))
+    # allow_nan=False: stdout carries JSON for other programs, and NaN is not JSON.
+    print(json.dumps(json_safe(report), sort_keys=True, allow_nan=False))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame=BLAME)

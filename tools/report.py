@@ -24,6 +24,7 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from keras_cnas import report  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("search_dir", None, "The search to report on (its --search_dir).",
@@ -58,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -6,7 +6,9 @@ Usage:
   python tools/search.py ... --search_dir=runs/x --resume          # after a kill
   python tools/search.py ... --max_fraction=0.5 --reference=runs/unconstrained
 
-  python tools/search.py ... --max_arena_bytes=20000 --export=int8  # measured bounds + export
+  python tools/search.py ... --max_arena_bytes=20KiB --export=int8  # measured bounds + export
+  python tools/search.py ... --device=nano33ble --micro     # a device's arena/flash budget,
+                                                            # int8 + int8 I/O, firmware headers
   python tools/search.py ... --runner=ray [--ray_address=auto]      # trials as Ray tasks
 
   # Your own KerasTuner-style build(hp), objective, data, callbacks:
@@ -19,9 +21,16 @@ Writes search_dir/trials.db (every trial), flags.json, summary.json and best/ (t
 model retrained on train + validation; with --export also best/model.tflite, labels.txt
 and export.json). A --max_tflite_bytes / --max_arena_bytes / --max_latency_ms bound has
 every trained candidate converted (with --export's quantization, default int8) and
-measured; a trial that breaks one is INFEASIBLE. Exits non-zero, with the reason, when the
-constraints cannot be met, the search dir holds another search, the exported model breaks
-a bound, or a flag is wrong.
+measured; a trial that breaks one is INFEASIBLE. --device=NAME (keras_cnas.devices) sets
+--max_arena_bytes / --max_tflite_bytes from the target's SRAM and flash less a documented
+reserve (explicit --max_* flags override; summary.json's config.bound_sources says where each
+bound came from) and the export (int8, int8 I/O): the artifact measured on every trial is the
+one --export ships. --micro adds model_data.h (kTensorArenaSize, input / output scale and zero
+point), model_data.cc and model_data_ops.h (the op resolver). An int8 export that loses more
+than --max_int8_drop points against Keras is fine-tuned with QAT and re-checked first.
+Exits non-zero, with the reason, when the constraints cannot be met, no trial met the bounds
+(naming the bound and the closest trial), the search dir holds another search, the exported
+model breaks a bound, or a flag is wrong.
 """
 
 from __future__ import annotations
@@ -37,8 +46,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import keras_cnas as cnas  # noqa: E402
 from keras_cnas.cli import search as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
+from keras_cnas.export import DEFAULT_MAX_INT8_DROP  # noqa: E402
 from keras_cnas.strategies import STRATEGIES  # noqa: E402
+from keras_cnas.cli import common  # noqa: E402
+from keras_cnas.errors import DataError  # noqa: E402
 
+#: Flags a message that names none is about, by error type (cli.common.run).
+BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # absl's own flags, left out of flags.json
 # Data
@@ -75,11 +89,33 @@ flags.DEFINE_integer("filters", 20, "ENAS cell: stem width, doubled at each redu
                      lower_bound=1)
 flags.DEFINE_integer("max_blocks", 7, "ENAS cell: most blocks per cell (B-ENAS: 7).", lower_bound=2)
 # Hard constraints
+flags.DEFINE_string("device", None, "A deployment target whose budget bounds the search: "
+                    f"{', '.join(cli.DEVICE_NAMES)} (keras_cnas.devices; its SRAM and flash less "
+                    "a documented reserve give --max_arena_bytes / --max_tflite_bytes, and its "
+                    "export sets --export / --int8_io). Explicit --max_* flags override it.")
 for _cost in cli.BOUND_COSTS:
-    flags.DEFINE_float(f"max_{_cost}", None, f"Hard upper bound on {_cost}.")
+    if _cost in cli.SIZE_BOUNDS:
+        flags.DEFINE_string(f"max_{_cost}", None, f"Hard upper bound on {_cost}: bytes, or with "
+                            "a unit (64KiB, 0.25MiB, 200kB).")
+    else:
+        flags.DEFINE_float(f"max_{_cost}", None, f"Hard upper bound on {_cost}.")
 flags.DEFINE_float("max_fraction", None, "Bound memory and FLOPs at this fraction of --reference.",
                    lower_bound=1e-6)
 flags.DEFINE_string("reference", None, "A search dir or spec.json for --max_fraction.")
+flags.DEFINE_bool("int8_io", None, "int8 input and output tensors on the measured and the "
+                  "exported artifact (--export=int8; default: the --device's setting).")
+flags.DEFINE_bool("micro", False, "With --export: also write the TFLite Micro sources to best/: "
+                  "model_data.h / .cc (the model, kTensorArenaSize, input / output scale and "
+                  "zero point) and model_data_ops.h (the op resolver).")
+flags.DEFINE_float("max_int8_drop", DEFAULT_MAX_INT8_DROP, "With --export=int8: most accuracy points (validation split) the "
+                   "int8 model may lose against Keras; above it the model is fine-tuned with "
+                   "quantization-aware training and re-checked before anything is written.",
+                   lower_bound=0)
+flags.DEFINE_integer("qat_epochs", 2, "Epochs of the QAT fine-tuning --max_int8_drop triggers.",
+                     lower_bound=1)
+flags.DEFINE_integer("arena_headroom", None, "Bytes kTensorArenaSize adds to the measured "
+                     "arena (default: max(1 KiB, 10 %), see keras_cnas.export.arena_headroom).",
+                     lower_bound=0)
 flags.DEFINE_enum("export", None, list(cli.EXPORT_QUANTIZATIONS),
                   "Export the best model to best/model.tflite with this quantization after the "
                   "search, re-checking the constraints; also the quantization measured bounds "
@@ -162,7 +198,8 @@ flags.DEFINE_float("cpus_per_trial", 1.0, "--runner=ray: CPUs Ray reserves for e
                    "its TensorFlow threads).", lower_bound=0.01)
 flags.DEFINE_float("gpus_per_trial", 0.0, "--runner=ray: GPUs Ray reserves for each trial.",
                    lower_bound=0)
-flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.")
+flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every trial.",
+                     lower_bound=0, upper_bound=common.MAX_SEED)
 flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=True)
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
 flags.DEFINE_bool("overwrite", False, "Delete the search in --search_dir and start over.")
@@ -212,8 +249,22 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = {name: FLAGS[name].value for name in sorted(set(FLAGS) - _ABSL_FLAGS)}
-    constraints = cli.make_constraints(values)
-    data, source = cli.make_data(values)  # a source is cached per process, workers reload it
+    try:  # before any work: an empty, ".", home or root --search_dir is a usage error
+        search_dir = cnas.engine.search_dir.check_path(FLAGS.search_dir)
+    except cnas.engine.SearchDirError as e:
+        raise app.UsageError(str(e)) from None
+    constraints, bound_sources = cli.resolve_constraints(values)
+    device = cli.device_of(values)
+    if FLAGS.micro and not FLAGS.export and device is None:
+        raise app.UsageError("--micro writes the exported model's TFLite Micro sources: add "
+                             "--export=int8 (or --device=NAME)")
+    export = FLAGS.export or (device.quantize if device is not None and FLAGS.micro else None)
+    extra = {"flags": values, "bound_sources": bound_sources,
+             "device": device.to_dict() if device is not None else None}
+    cli.penalty_bounds(FLAGS.penalty_bounds)  # checked whatever the strategy (used by two)
+    # A registered dataset's source is cached per process (workers reload it); a folder,
+    # --data_fn or --augment gives the data in memory (workers get it as an .npz).
+    data, source = cli.make_data(values)
     space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
     benas = FLAGS.strategy == "benas"
     strategy = (cli.make_benas(space, constraints, values) if benas
@@ -224,21 +275,23 @@ def main(argv):
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
     runner = make_runner()
-    search_dir = pathlib.Path(FLAGS.search_dir)
-    print(f"{data.summary()}\nspace: {space!r}\nconstraints: {constraints}\nstrategy: {strategy!r}\n")
-    try:
-        if benas:
-            result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
-                                  overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
-                                  config_extra={"flags": values}, runner=runner)
-        else:
-            result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
-                                 max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
-                                 seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                                 finalize=FLAGS.finalize, config_extra={"flags": values})
-    except (cnas.InfeasibleConstraintsError, cnas.UnknownCostError, cnas.engine.SearchDirError,
-            ConnectionError) as e:  # ConnectionError: no Ray cluster at --ray_address
-        sys.exit(f"error: {e}")
+    target = f"device: {device.describe()}\n" if device is not None else ""
+    print(f"{data.summary()}\nspace: {space!r}\n{target}constraints: {constraints}\n"
+          f"strategy: {strategy!r}\n")
+    # Held until this process exits: over the search and what follows it (flags.json, the
+    # ensemble, --export), so no other process touches best/ in between (it is re-entrant).
+    cnas.engine.search_dir.SearchDirLock(search_dir)
+    # Errors (infeasible bounds, a search_dir in use, no Ray at --ray_address...) become one
+    # line in cli.common.run.
+    if benas:
+        result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
+                              overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
+                              config_extra=extra, runner=runner)
+    else:
+        result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
+                             max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
+                             seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                             finalize=FLAGS.finalize, config_extra=extra)
     (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     if FLAGS.ensemble_size and result.best is not None:
         ensemble = result.ensemble(FLAGS.ensemble_size)
@@ -246,23 +299,29 @@ def main(argv):
         (search_dir / "ensemble.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"ensemble of the best {len(ensemble)} trials, majority vote: test accuracy "
               f"{metrics['accuracy']:.4f}")
-    if result.best is not None and result.best_metrics:
+    if result.best is None:
+        sys.exit(f"error: {result.no_best or 'the search has no best trial'}")
+    if result.best_metrics:
         print("best model (retrained on train + validation): " + ", ".join(
             f"{k} {v:.4f}" for k, v in sorted(result.best_metrics.items()) if isinstance(v, float)))
-    if FLAGS.export and result.best is not None:
+    if export:
         from keras_cnas.export import ExportConstraintError, MicroError
 
+        _, int8_io = cli.export_settings({**values, "export": export})
         try:
-            report = cli.export_best(search_dir, FLAGS.export, data, constraints)
-        except (ExportConstraintError, MicroError, FileNotFoundError) as e:
+            report = cli.export_best(search_dir, export, data, constraints, int8_io=int8_io,
+                                     micro=FLAGS.micro, max_int8_drop=FLAGS.max_int8_drop,
+                                     qat_epochs=FLAGS.qat_epochs,
+                                     arena_headroom_bytes=FLAGS.arena_headroom, seed=FLAGS.seed)
+        except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         print(cli.export_line(report))
     if FLAGS.top_k_export and result.best is not None:
         from keras_cnas.export import ExportConstraintError, MicroError
 
         try:
-            reports = cli.export_top(result, FLAGS.top_k_export, FLAGS.export or "int8", data,
-                                     constraints)
+            reports = cli.export_top(result, FLAGS.top_k_export, export or "int8", data,
+                                     constraints, seed=FLAGS.seed)
         except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         for rank, report in enumerate(reports, start=1):
@@ -270,4 +329,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main, blame=BLAME)

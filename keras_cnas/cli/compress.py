@@ -35,13 +35,30 @@ def make_target(flags: Mapping[str, Any]) -> Any:
         raise app.UsageError(f"--*_fraction: {e}") from None
 
 
+#: What tools/compress.py writes in --out_dir; --overwrite removes these and nothing else.
+OUTPUTS = ("model.keras", "baseline", "summary.json", "flags.json", "model.tflite", "labels.txt",
+           "export.json", "model_data.h", "model_data.cc")
+
+
 def prepare_out_dir(path: str, overwrite: bool) -> pathlib.Path:
+    """``--out_dir``, created if needed. A directory holding earlier outputs is refused
+    unless ``--overwrite``, which removes those outputs only (never a user's other files)."""
+    if not path.strip():
+        raise app.UsageError("--out_dir: got an empty path; pass a directory for the results, "
+                             "e.g. runs/c")
     out = pathlib.Path(path)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise app.UsageError(f"--out_dir: {out} is not empty; pass --overwrite to replace "
-                                 "its contents, or another directory")
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise app.UsageError(f"--out_dir: {out} is a file; pass a directory")
+    earlier = [name for name in OUTPUTS if (out / name).exists()]
+    if earlier and not overwrite:
+        raise app.UsageError(f"--out_dir: {out} already holds {', '.join(earlier)}; pass "
+                             "--overwrite to replace them, or another directory")
+    for name in earlier:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -62,6 +79,12 @@ def check_baseline(name: str) -> None:
     if not ((path / "model.keras").is_file() or (path.is_file() and path.suffix == ".keras")):
         raise app.UsageError(f"--baseline={name}: not resnet<depth> (resnet20, resnet32, resnet56, "
                              "...) and not a .keras file or a directory holding model.keras")
+    from keras_cnas.training.model_file import ModelFileError, check_model_file  # no TF
+
+    try:  # before anything loads: a file that would run code is refused here
+        check_model_file(path / "model.keras" if path.is_dir() else path)
+    except ModelFileError as e:
+        raise app.UsageError(f"--baseline={name}: {e}") from None
 
 
 def load_baseline(name: str, data: Any, flags: Mapping[str, Any],

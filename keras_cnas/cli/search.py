@@ -10,6 +10,8 @@ from absl import app
 
 from keras_cnas.cli.common import load_spec
 from keras_cnas.costs import Constraints, estimate
+from keras_cnas.costs.constraints import parse_bytes
+from keras_cnas.devices import Device, device_names, get_device
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Space, reference
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
@@ -31,6 +33,31 @@ BOUND_COSTS = ("params", "madds", "flops", "memory_bytes", "peak_activation_byte
 EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 #: The quantization measured costs are taken on when --export is not given.
 DEFAULT_MEASURE_QUANTIZE = "int8"
+#: --device values (keras_cnas.devices).
+DEVICE_NAMES = tuple(device_names())
+#: Bounds given in bytes; their flags accept units (64KiB, 0.25MiB, 200kB).
+SIZE_BOUNDS = tuple(c for c in BOUND_COSTS if c.endswith("_bytes"))
+
+
+def bound_value(flags: Mapping[str, Any], cost: str) -> float | None:
+    """``--max_<cost>`` as a number: sizes may carry a unit; a bad one is a usage error."""
+    value = flags.get(f"max_{cost}")
+    if value is None or cost not in SIZE_BOUNDS:
+        return value
+    try:
+        return parse_bytes(value, name=f"--max_{cost}")
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+
+
+def device_of(flags: Mapping[str, Any]) -> Device | None:
+    """``--device=NAME`` as a :class:`~keras_cnas.devices.Device` (None without the flag)."""
+    if not flags.get("device"):
+        return None
+    try:
+        return get_device(flags["device"])
+    except ValueError as e:
+        raise app.UsageError(f"--{e}") from None
 
 
 def make_space(name: str, input_shape: tuple[int, int, int], num_classes: int,
@@ -122,7 +149,9 @@ def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:
             if not augment:
                 return data, source
     except (ValueError, DataError) as e:
-        raise app.UsageError(str(e)) from None
+        where = (f"--data_fn={flags['data_fn']}" if flags.get("data_fn") else
+                 f"--dataset={flags.get('dataset')} --data_dir={flags.get('data_dir')}")
+        raise app.UsageError(f"{where}: {e}") from None
     if augment:
         data = dataclasses.replace(data, augmentation=datasets.augmentation_named(augment))
     return data, data
@@ -140,22 +169,44 @@ def reference_spec_path(path: str) -> pathlib.Path:
 
 
 def make_constraints(flags: Mapping[str, Any]) -> Constraints:
-    """Explicit ``--max_<cost>`` bounds, merged with ``--max_fraction`` of ``--reference``."""
+    """``--device``'s bounds, overridden by explicit ``--max_<cost>`` flags, merged with
+    ``--max_fraction`` of ``--reference``."""
+    return resolve_constraints(flags)[0]
+
+
+def resolve_constraints(flags: Mapping[str, Any]) -> tuple[Constraints, dict[str, str]]:
+    """The constraints of :func:`make_constraints` and where each bound comes from
+    (``{"max_arena_bytes": "device nrf52840: SRAM ... - reserve ...", ...}``)."""
+    bounds: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    device = device_of(flags)
+    if device is not None:
+        bounds.update(device.constraints().to_dict())
+        sources.update(device.bound_sources())
+    for cost in BOUND_COSTS:
+        value = bound_value(flags, cost)
+        if value is not None:  # an explicit flag overrides the device's figure
+            bounds[f"max_{cost}"] = value
+            sources[f"max_{cost}"] = f"flag --max_{cost}={flags[f'max_{cost}']}"
     try:
-        budget = Constraints(**{f"max_{c}": flags.get(f"max_{c}") for c in BOUND_COSTS})
+        budget = Constraints(**bounds)
     except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        raise app.UsageError(f"--{e}") from None
     fraction = flags.get("max_fraction")
     if fraction is not None:
         if not flags.get("reference"):
             raise app.UsageError("--max_fraction needs --reference=DIR|spec.json (the model whose "
                                  "memory and FLOPs the fraction is of)")
-        ref = estimate(load_spec(str(reference_spec_path(flags["reference"]))))
-        budget = budget.merged(Constraints.fraction_of(ref, fraction, costs=("memory_bytes", "flops")))
+        ref = estimate(load_spec(str(reference_spec_path(flags["reference"])), flag="reference"))
+        share = Constraints.fraction_of(ref, fraction, costs=("memory_bytes", "flops"))
+        budget = budget.merged(share)
+        for key, value in share.to_dict().items():
+            if budget.to_dict()[key] == value:
+                sources[key] = f"--max_fraction={fraction} of --reference={flags['reference']}"
     elif flags.get("reference"):
         raise app.UsageError("--reference is only used with --max_fraction; pass --max_fraction=0.5 "
                              "for half of its memory and FLOPs")
-    return budget
+    return budget, sources
 
 
 def strategy_kwargs(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,25 +315,46 @@ def optimizer_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
         raise app.UsageError(f"--{str(e)}") from None
 
 
+def export_settings(flags: Mapping[str, Any]) -> tuple[str, bool]:
+    """The artifact's quantization and int8 I/O: ``--export`` / ``--int8_io``, else the
+    device's, else int8 with float32 I/O. The trials are measured on exactly this artifact,
+    and the best is shipped as it."""
+    device = device_of(flags)
+    quantize = flags.get("export") or (device.quantize if device else DEFAULT_MEASURE_QUANTIZE)
+    int8_io = flags.get("int8_io")
+    if int8_io is None:  # not given: the device's I/O where its export is int8
+        int8_io = bool(device and device.int8_io and quantize == "int8")
+    if int8_io and quantize != "int8":
+        raise app.UsageError(f"--int8_io needs int8 tensors inside: use --export=int8 (got "
+                             f"--export={quantize})")
+    return quantize, int8_io
+
+
 def measurement_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
-    """``measure`` / ``export_quantize`` of the evaluator: the measured costs that have a
-    ``--max_<cost>`` bound, on a ``--export`` (default int8) artifact; {} when none has."""
-    measure = [c for c in MEASURED_BOUNDS if flags.get(f"max_{c}") is not None]
+    """``measure`` / ``export_quantize`` / ``export_int8_io`` of the evaluator: the measured
+    costs that have a bound (a ``--max_<cost>`` flag or the ``--device``'s), plus the device's
+    own (a phone's latency), on the artifact :func:`export_settings` names; {} when none."""
+    bounded = resolve_constraints(flags)[0].bounds
+    device = device_of(flags)
+    wanted = set(device.measured_costs if device else ()) | set(bounded)
+    measure = [c for c in MEASURED_BOUNDS if c in wanted]
     if not measure:
         return {}
-    quantize = flags.get("export") or DEFAULT_MEASURE_QUANTIZE
+    quantize, int8_io = export_settings(flags)
     if "arena_bytes" in measure and quantize in ("dynamic", "float16"):
         raise app.UsageError(f"--max_arena_bytes with --export={quantize}: TensorFlow Lite Micro "
                              "cannot run dynamic-range (hybrid) or float16 models, so no arena "
                              "can be measured; use --export=int8")
-    return {"measure": measure, "export_quantize": quantize}
+    return {"measure": measure, "export_quantize": quantize, "export_int8_io": int8_io}
 
 
 def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
-                constraints: Constraints) -> dict[str, Any]:
+                constraints: Constraints, **settings: Any) -> dict[str, Any]:
     """``--export``: the finalized best model (``search_dir/best/model.keras``) to
-    ``search_dir/best/model.tflite`` (+ labels, ``export.json``), re-checked against the
-    search's constraints. Raises ``ExportConstraintError`` if the artifact breaks one."""
+    ``search_dir/best/model.tflite`` (+ labels, ``export.json``; with ``micro=True`` the
+    TFLite Micro sources), re-checked against the search's constraints. ``settings`` go to
+    :func:`~keras_cnas.export.export_model` (``int8_io``, ``micro``, ``max_int8_drop``, ...).
+    Raises ``ExportConstraintError`` if the artifact breaks a bound."""
     from keras_cnas.export import export_model
 
     best = search_dir / "best"
@@ -290,7 +362,7 @@ def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
         raise FileNotFoundError(f"--export: {best} holds no model.keras (the evaluator saved no "
                                 "model); nothing to export")
     return export_model(best, best, quantize, constraints=constraints,
-                        class_names=data.class_names, **export_data(data))
+                        class_names=data.class_names, **export_data(data), **settings)
 
 
 def export_data(data: Any) -> dict[str, Any]:
@@ -302,28 +374,41 @@ def export_data(data: Any) -> dict[str, Any]:
 
 
 def export_top(result: Any, n: int, quantize: str, data: Any,
-               constraints: Constraints) -> list[dict[str, Any]]:
+               constraints: Constraints, **settings: Any) -> list[dict[str, Any]]:
     """``--top_k_export=N``: the N best models retrained on train + validation
-    (``best/``, ``top/<rank>-<id>/``), each exported to a verified ``model.tflite`` there."""
+    (``best/``, ``top/<rank>-<id>/``), each exported to a verified ``model.tflite`` there
+    (``settings`` as for :func:`export_best`)."""
     from keras_cnas.export import export_model
 
     reports = []
     for directory in result.finalize_top(n):
         report = export_model(directory, directory, quantize, constraints=constraints,
-                              class_names=data.class_names, **export_data(data))
+                              class_names=data.class_names, **export_data(data), **settings)
         reports.append({"dir": str(directory), **report})
     return reports
 
 
 def export_line(report: Mapping[str, Any]) -> str:
     """One line on an export: size, arena, latency, accuracy."""
-    parts = [f"{report['quantize']} model.tflite: {report['tflite_bytes']:,} bytes"]
+    io = " (int8 I/O)" if report.get("int8_io") else ""
+    parts = [f"{report['quantize']}{io} model.tflite: {report['tflite_bytes']:,} bytes "
+             f"({report['tflite_bytes'] / 1024:.1f} KiB)"]
     if report.get("arena_bytes") is not None:
-        parts.append(f"arena {report['arena_bytes']:,} bytes")
+        arena = report["arena_bytes"]
+        parts.append(f"arena {arena:,} bytes ({arena / 1024:.1f} KiB"
+                     + (f"; kTensorArenaSize {report['tensor_arena_size']:,}"
+                        if report.get("tensor_arena_size") else "") + ")")
     latency = report["latency_ms"]
     parts.append(f"latency {latency['xnnpack']:.3f} ms (XNNPACK) / {latency['builtin']:.3f} ms "
                  "(builtin)")
     if report.get("tflite_accuracy") is not None:
         parts.append(f"test accuracy {report['tflite_accuracy']:.4f} (Keras "
                      f"{report['keras_accuracy']:.4f}, agreement {report['agreement']:.4f})")
-    return "exported " + ", ".join(parts)
+    check = report.get("int8_check")
+    if check:
+        parts.append(check["summary"])
+    line = "exported " + ", ".join(parts)
+    if report.get("files", {}).get("op_resolver"):
+        line += "\nTFLite Micro sources: " + ", ".join(
+            report["files"][k] for k in ("c_header", "c_source", "op_resolver"))
+    return line

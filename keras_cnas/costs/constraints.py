@@ -1,8 +1,10 @@
-"""Hard upper bounds on costs: ``Constraints(max_params=..., max_flops=...)``."""
+"""Hard upper bounds on costs: ``Constraints(max_params=..., max_flops=...)``, byte sizes
+with units (``parse_bytes("64KiB")``) and device budgets (``Constraints.for_device``)."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from keras_cnas.costs.report import CostReport
@@ -29,6 +31,48 @@ class Violation(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.cost} = {_number(self.value)} > max {_number(self.bound)} ({self.ratio - 1:+.1%})"
+
+
+#: Byte units :func:`parse_bytes` accepts (case-insensitive): binary (KiB = 1024) and
+#: decimal (kB = 1000), as datasheets and ``ls`` use them.
+BYTE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3,
+              "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3}
+_SIZE = re.compile(r"\s*([-+]?[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*\Z", re.IGNORECASE)
+
+
+def parse_bytes(text: str | float, name: str = "size") -> int:
+    """A byte size written with an optional unit, as a whole number of bytes (rounded down).
+
+    Example:
+        >>> parse_bytes("64KiB"), parse_bytes("0.25MiB"), parse_bytes("200kB"), parse_bytes("65536")
+        (65536, 262144, 200000, 65536)
+
+    Raises:
+        ValueError: not a positive number with one of :data:`BYTE_UNITS`; the message names
+            ``name``, the text and the accepted units.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"{name}: expected a size such as 65536, 64KiB or 0.25MiB, got {text!r}")
+    if isinstance(text, (int, float)):
+        value, unit = float(text), ""
+    else:
+        match = _SIZE.match(str(text))
+        if not match or match.group(2).lower() not in BYTE_UNITS:
+            raise ValueError(
+                f"{name}: cannot read {text!r} as a size; write bytes (65536) or a number with "
+                f"a unit: {', '.join(u for u in ('KiB', 'MiB', 'GiB', 'kB', 'MB', 'GB'))} "
+                "(e.g. 64KiB, 0.25MiB)")
+        value, unit = float(match.group(1)), match.group(2).lower()
+    size = math.floor(value * BYTE_UNITS[unit])
+    if not math.isfinite(value) or size < 1:
+        raise ValueError(f"{name}: expected a positive number of bytes, got {text!r}; drop the "
+                         "flag to leave the size unbounded")
+    return size
+
+
+def kib(value: float) -> str:
+    """Bytes as KiB for tables and progress lines (``"15.5KiB"``)."""
+    return f"{value / 1024:.1f}KiB"
 
 
 def _number(value: float) -> str:
@@ -107,6 +151,20 @@ class Constraints:
                 f"constraints bound {', '.join('max_' + n for n in unknown)}, but nothing in "
                 f"this search reports {'that cost' if len(unknown) == 1 else 'those costs'}; "
                 f"available: {', '.join('max_' + n for n in available)}")
+
+    @classmethod
+    def for_device(cls, name: str) -> "Constraints":
+        """The budget of a named target in :mod:`keras_cnas.devices`: ``max_arena_bytes``
+        (its SRAM less the documented reserve) and ``max_tflite_bytes`` (its flash less the
+        reserve). Unknown names raise ``ValueError`` listing the known ones.
+
+        Example:
+            >>> Constraints.for_device("nrf52840")
+            Constraints(max_arena_bytes=196608, max_tflite_bytes=786432)
+        """
+        from keras_cnas.devices import get_device  # the presets sit above costs
+
+        return get_device(name).constraints()
 
     @classmethod
     def fraction_of(cls, reference: CostsLike, fraction: float,

@@ -29,6 +29,7 @@ import numpy as np
 
 from keras_cnas.data.augment import Augmentation
 from keras_cnas.data.dataset import SUBSET_SEED, RawData, per_class_cap, register, stratified_sample
+from keras_cnas.data.limits import MAX_FILE_BYTES, MAX_IMAGE_BYTES, check_size
 from keras_cnas.errors import DataError
 
 __all__ = ["BATCH_FILES", "IMAGE_EXTENSIONS", "TARBALL_NAMES", "load_cifar10_raw"]
@@ -279,7 +280,13 @@ def _load_tree(root: pathlib.Path, max_per_class: int | None,
                     if key and path.is_file():
                         names[key[:2]].append(key[2])
     class_names, chosen = _select(names, str(root), max_per_class, max_train_examples)
-    return _tree_raw(class_names, chosen, lambda rel: (root / rel).read_bytes(), str(root))
+    return _tree_raw(class_names, chosen, lambda rel: _read_file(root / rel, MAX_IMAGE_BYTES),
+                     str(root))
+
+
+def _read_file(path: pathlib.Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    check_size(str(path), path.stat().st_size, limit)
+    return path.read_bytes()
 
 
 def _scan_tarball(tar: tarfile.TarFile, max_per_class: int | None
@@ -296,6 +303,7 @@ def _scan_tarball(tar: tarfile.TarFile, max_per_class: int | None
             continue
         parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
         if parts and parts[-1] in BATCH_FILES:
+            check_size(f"{tar.name}: member {member.name}", member.size)  # before reading it
             batches[parts[-1]] = tar.extractfile(member).read()
             continue
         key = _tree_key(parts)
@@ -307,6 +315,7 @@ def _scan_tarball(tar: tarfile.TarFile, max_per_class: int | None
             if key[2] >= worst:
                 continue
             del bucket[worst]
+        check_size(f"{tar.name}: member {member.name}", member.size, MAX_IMAGE_BYTES)
         bucket[key[2]] = tar.extractfile(member).read()
     return batches, images
 
@@ -365,7 +374,7 @@ def load_cifar10_raw(data_dir: pathlib.Path | None, *, max_per_class: int | None
     logger.info("reading CIFAR-10 %s from %s", kind, path)
     if kind == "batches":
         def read(name: str) -> bytes | None:
-            return (path / name).read_bytes() if (path / name).is_file() else None
+            return _read_file(path / name) if (path / name).is_file() else None
 
         return _read_batches(read, str(path))
     if kind == "tree":

@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_cnas.data.augment import Augmentation
 from keras_cnas.data.dataset import RawData, register
+from keras_cnas.data.limits import check_size, read_limited
 from keras_cnas.errors import DataError
 
 __all__ = ["FILES", "IMAGES_MAGIC", "LABELS_MAGIC", "load_mnist_raw", "read_idx_images",
@@ -45,7 +46,8 @@ def _read_bytes(path: pathlib.Path) -> bytes:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
-                return f.read()
+                return read_limited(f, str(path))
+        check_size(str(path), path.stat().st_size)
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError.
         raise DataError(f"{path}: cannot read it as {'gzip' if path.suffix == '.gz' else 'IDX'} "

@@ -8,11 +8,12 @@ from keras_cnas.engine.runners import RUNNERS, InProcessRunner, ProcessPoolRunne
 # Registers "ray" in RUNNERS; the module imports ray itself only when a search starts, so
 # this import stays cheap and works without ray installed.
 from keras_cnas.engine.ray_runner import RayRunner
-from keras_cnas.engine.search import SearchDirError, SearchResult, search
+from keras_cnas.engine.search import (FinalizeError, SearchDirError, SearchInterrupted,
+                                      SearchResult, search)
 from keras_cnas.engine.store import TrialStore
 from keras_cnas.trial import Candidate, EvaluationResult, Trial, TrialStatus
 
 __all__ = [
-    "RUNNERS", "Candidate", "EvaluationResult", "InProcessRunner", "ProcessPoolRunner", "RayRunner",
-    "Runner", "SearchDirError", "SearchResult", "Trial", "TrialStatus", "TrialStore", "search",
+    "RUNNERS", "Candidate", "EvaluationResult", "FinalizeError", "InProcessRunner", "ProcessPoolRunner", "RayRunner",
+    "Runner", "SearchDirError", "SearchInterrupted", "SearchResult", "Trial", "TrialStatus", "TrialStore", "search",
 ]

@@ -25,9 +25,9 @@ import math
 import os
 import pathlib
 import tempfile
-import traceback
 from typing import Any, Iterator, Mapping
 
+from keras_cnas.engine import guard
 from keras_cnas.engine.runners import RUNNERS, Finished, Runner, portable_config
 from keras_cnas.trial import EvaluationResult, Trial, TrialStatus
 
@@ -226,6 +226,9 @@ class RayRunner(Runner):
         assert workdir is not None  # start() always sets a search_dir
         (workdir / "worker.pid").unlink(missing_ok=True)
         task = make_task(self._config, trial.candidate, seed, str(workdir))
+        # Ray puts the driver's working directory on its workers' sys.path; the worker takes
+        # it off again before the trial imports anything (see _ray_trial).
+        task["driver_cwd"] = os.getcwd()
         ref = self._remote.remote(task, self.threads_per_trial, self.gpus_per_trial == 0,
                                   self._shipped)
         self._refs[ref] = trial.id
@@ -251,7 +254,7 @@ class RayRunner(Runner):
     def _result(self, ray: Any, ref: Any, trial_id: int) -> EvaluationResult | None:
         errors = ray.exceptions
         try:
-            return EvaluationResult.from_dict(ray.get(ref))
+            data = ray.get(ref)
         except errors.RayTaskError as e:
             # The task ran and raised outside the evaluator (e.g. keras_cnas cannot be
             # imported on that node): this trial's outcome, with the reason.
@@ -265,6 +268,8 @@ class RayRunner(Runner):
             self.deaths[trial_id] = reason
             logger.warning("trial %d: its Ray worker died (%s)", trial_id, reason)
             return None
+        guard.raise_stop(data)  # an error that stops the search, as in the other runners
+        return EvaluationResult.from_dict(data)
 
     def running(self) -> int:
         return len(self._refs)
@@ -310,20 +315,25 @@ def _ray_trial(task: dict[str, Any], threads: int, hide_gpus: bool,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if hide_gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from keras_cnas.engine.worker import run_task
+    import sys
+
+    from keras_cnas.engine.worker import run_task_guarded
+
+    # keras_cnas is imported by now (this function lives in it); nothing else may come from
+    # the directory the user started the search in (a concurrent.py there, say).
+    cwd = task.get("driver_cwd")
+    if cwd:
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != cwd]
 
     task = localize(task, shipped)
     workdir = pathlib.Path(task["workdir"]) if task.get("workdir") else None
     with _worker_log(workdir):
         if workdir is not None:
             (workdir / "worker.pid").write_text(str(os.getpid()))
-        try:
-            result = run_task(task)
-        except Exception:  # an evaluator bug must still end as a FAILED trial, with the reason
-            traceback.print_exc()
-            result = EvaluationResult(status=TrialStatus.FAILED,
-                                      error=traceback.format_exc(limit=8))
-    return result.to_dict()
+        result = run_task_guarded(task)  # a result, or {"stop": ...} (engine.guard)
+        if result.get("error"):
+            print(result["error"], file=sys.stderr)
+    return result
 
 
 @contextlib.contextmanager

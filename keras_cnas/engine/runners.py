@@ -4,6 +4,8 @@
 Both share one protocol: ``submit(trial, candidate_seed)`` while ``free_slots() > 0``,
 then ``wait()`` for at least one finished ``(trial_id, EvaluationResult | None)``; None
 means the worker died without a result (killed, OOM), which the engine re-queues once.
+Every runner applies one split of errors (:mod:`keras_cnas.engine.guard`): a trial's own
+exception makes it FAILED, an error that stops the search is raised from ``wait()``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import abc
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
+from keras_cnas.engine import guard
 from keras_cnas.registry import Registry
 from keras_cnas.trial import EvaluationResult, Trial
 
@@ -90,7 +94,8 @@ class InProcessRunner(Runner):
         self._done: list[Finished] = []
 
     def submit(self, trial: Trial, seed: int) -> None:
-        result = self.evaluator.evaluate(trial.candidate, seed=seed, workdir=self.workdir(trial))
+        result = guard.evaluate(self.evaluator, trial.candidate, seed=seed,
+                                workdir=self.workdir(trial))
         self._done.append((trial.id, result))
 
     def wait(self) -> list[Finished]:
@@ -133,9 +138,13 @@ class ProcessPoolRunner(Runner):
         self.poll_seconds = poll_seconds
         self._procs: dict[int, tuple[subprocess.Popen, pathlib.Path, Any]] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._watchdog: tuple[int, int] | None = None
 
     def start(self, evaluator: Any, search_dir: pathlib.Path | None) -> None:
         super().start(evaluator, search_dir)
+        # Workers read the read end; this process alone holds the write end, so its death
+        # (even by SIGKILL) is end-of-file for every worker.
+        self._watchdog = os.pipe()
         self._config = portable_config(evaluator,
                                        (search_dir or pathlib.Path(self._tempdir())) / "cache")
 
@@ -150,10 +159,11 @@ class ProcessPoolRunner(Runner):
         workdir = self.workdir(trial)
         base = workdir if workdir is not None else pathlib.Path(self._tempdir()) / f"{trial.id:05d}"
         base.mkdir(parents=True, exist_ok=True)
+        base = base.resolve()
         task_file, result_file = base / "task.json", base / "result.json"
         result_file.unlink(missing_ok=True)
         task_file.write_text(json.dumps(make_task(self._config, trial.candidate, seed,
-                                                  str(workdir) if workdir else None)))
+                                                  str(base) if workdir else None)))
         env = dict(os.environ)
         package_root = str(pathlib.Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -161,10 +171,20 @@ class ProcessPoolRunner(Runner):
         env["TF_NUM_INTEROP_THREADS"] = str(self.threads_per_worker)
         env["OMP_NUM_THREADS"] = str(self.threads_per_worker)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from keras_cnas.engine.worker import PARENT_PID_ENV, WATCHDOG_FD_ENV
+
+        if self._watchdog is None:
+            raise RuntimeError("ProcessPoolRunner.submit before start()")
+        env[WATCHDOG_FD_ENV] = str(self._watchdog[0])
+        env[PARENT_PID_ENV] = str(os.getpid())
         log = open(base / "worker.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "keras_cnas.engine.worker",
+        # -P: the working directory is not put on sys.path (a user's concurrent.py there
+        # would be imported by TensorFlow in every worker).
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "keras_cnas.engine.worker",
                                  str(task_file), str(result_file)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+                                stdout=log, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL, pass_fds=(self._watchdog[0],),
+                                process_group=0)
         self._procs[trial.id] = (proc, result_file, log)
 
     def wait(self) -> list[Finished]:
@@ -177,7 +197,9 @@ class ProcessPoolRunner(Runner):
                 del self._procs[trial_id]
                 result = None
                 if proc.returncode == 0 and result_file.exists():
-                    result = EvaluationResult.from_dict(json.loads(result_file.read_text()))
+                    data = json.loads(result_file.read_text())
+                    guard.raise_stop(data)  # e.g. a DataError: stops the search here too
+                    result = EvaluationResult.from_dict(data)
                 done.append((trial_id, result))
             if done or not self._procs:
                 return done
@@ -193,10 +215,17 @@ class ProcessPoolRunner(Runner):
     def close(self) -> None:
         for proc, _, log in self._procs.values():
             if proc.poll() is None:
-                proc.kill()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the worker and any helper it started
+                except ProcessLookupError:
+                    pass
                 proc.wait()
             log.close()
         self._procs.clear()
+        if self._watchdog is not None:
+            for fd in self._watchdog:
+                os.close(fd)
+            self._watchdog = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -4,7 +4,9 @@ The loop: while a runner slot is free, ask the strategy for a candidate (re-queu
 first) and submit it; wait for finished trials; check their measured costs against the
 constraints; tell the strategy; write trial + strategy state in one transaction. At the
 end: the best trial is finalized (retrained on train + validation and saved under
-``search_dir/best/``), ``summary.json`` is written and a table of the top trials printed.
+``search_dir/best/``, replaced atomically), ``summary.json`` is written and a table of the
+top trials printed. The whole search holds an exclusive lock on ``search_dir`` and deletes
+only what a search wrote there (:mod:`keras_cnas.engine.search_dir`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import dataclasses
 import json
 import logging
 import pathlib
-import shutil
-import sys
 import tempfile
 import time
 from typing import Any, Callable, Iterator, Mapping
@@ -27,8 +27,11 @@ from keras_cnas.costs import Constraints, CostReport
 from keras_cnas.costs import estimate as analytic_estimate
 from keras_cnas.engine import summary as summaries
 from keras_cnas.engine.runners import InProcessRunner, Runner
+from keras_cnas.engine.search_dir import (ENTRIES, Manifest, SearchDirError, SearchDirLock, check_path,
+                                          recover_dir, replace_dir)
 from keras_cnas.engine.store import TrialStore
-from keras_cnas.errors import InfeasibleConstraintsError, KerasCnasError, UnknownCostError
+from keras_cnas.errors import (InfeasibleConstraintsError, KerasCnasError, NoBestTrialError,
+                               UnknownCostError)
 from keras_cnas.spaces.base import Space, Spec
 from keras_cnas.strategies.base import SearchContext, Strategy
 from keras_cnas.training.base import Evaluator
@@ -40,8 +43,13 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2
 
 
-class SearchDirError(KerasCnasError, FileExistsError):
-    """``search_dir`` holds another (or an incompatible) search."""
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM in the binaries) stopped a search; finished trials are stored."""
+
+
+class FinalizeError(KerasCnasError, RuntimeError):
+    """Retraining the best trial failed; the trials, ``summary.json`` and any earlier
+    ``best/`` are kept."""
 
 
 class SearchSummary(dict):
@@ -73,6 +81,8 @@ class SearchResult:
         summary: the contents of ``summary.json``.
         search_dir: where everything is stored.
         best_metrics: metrics of the finalized best model (test accuracy after retraining).
+        no_best: why there is no best trial (the bound every trial broke and the closest
+            trial, or why all failed); None when there is one.
         evaluator: the search's evaluator (retrains models for :meth:`get_best_models`).
     """
 
@@ -82,6 +92,7 @@ class SearchResult:
     summary: dict[str, Any]
     search_dir: pathlib.Path
     best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    no_best: str | None = None
     evaluator: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -152,14 +163,25 @@ class SearchResult:
         return next((p for p in candidates if p.is_file()), None)
 
     def best_model(self):
-        """The finalized best model (``search_dir/best/model.keras``) as a tf_keras.Model."""
-        from keras_cnas._keras import keras
+        """The finalized best model (``search_dir/best/model.keras``) as a tf_keras.Model.
+
+        Raises:
+            NoBestTrialError: the search has no best trial; the message says why (e.g.
+                every trial broke ``max_arena_bytes``, and which came closest).
+            FileNotFoundError: there is a best trial but no saved model (a table-backed
+                evaluator, or ``finalize=False``).
+        """
+        if self.best is None:
+            raise NoBestTrialError(f"best_model: the search in {self.search_dir} has no best "
+                                   f"trial: {self.no_best or 'no trial succeeded'}; relax the "
+                                   "bounds or search longer")
+        from keras_cnas.training.model_file import load_model_file
 
         path = self.best_dir / "model.keras"
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the evaluator saved no model "
                                     "(table-backed searches have none) or finalize was off")
-        return keras.models.load_model(path)
+        return load_model_file(path)
 
     def ensemble(self, n: int = 5):
         """The paper's "Async Ensemble": the ``n`` best trained trials voting by majority.
@@ -212,13 +234,18 @@ def search(space: Space, constraints: Constraints | None = None, *,
             strategy's own phase counts decide.
         search_dir: where ``trials.db``, ``summary.json`` and ``best/`` go; a new temporary
             directory if None. A directory holding a search is refused unless ``resume``
-            or ``overwrite``.
+            or ``overwrite``; so are an empty path, the current directory, home and ``/``.
+            The search holds an exclusive lock on it until it returns.
         runner: default ``InProcessRunner()``; ``ProcessPoolRunner(workers=N)`` for the
             asynchronous variant.
         seed: seeds the strategy and every trial (trial ``i`` uses ``seed + i``).
         resume: continue the search stored in ``search_dir``; trials that were running
-            when it stopped are re-queued.
-        overwrite: delete a search stored in ``search_dir`` and start over.
+            when it stopped are re-queued. Refused when there is no search to resume, or
+            when anything that changes a score differs: space, constraints, strategy,
+            seed, the evaluator's training settings, or the data (name, split sizes,
+            contents' fingerprint).
+        overwrite: delete what an earlier search wrote in ``search_dir`` (recorded in its
+            ``written.json``; nothing else) and start over.
         finalize: retrain the best architecture on train + validation and save it.
         verbose: print one line per finished trial and the table of top trials.
         tensorboard: write each finished trial to ``search_dir/tensorboard`` (scalars and
@@ -233,7 +260,10 @@ def search(space: Space, constraints: Constraints | None = None, *,
         InfeasibleConstraintsError: the strategy found no feasible candidate (finished
             trials stay in ``search_dir``).
         UnknownCostError: a constraint bounds a cost nothing in this search reports.
-        SearchDirError: ``search_dir`` holds a search and neither resume nor overwrite.
+        SearchDirError: ``search_dir`` holds a search and neither resume nor overwrite,
+            another process is using it, or ``resume`` finds nothing (or another search).
+        SearchInterrupted: Ctrl-C; the finished trials are stored, resume continues.
+        FinalizeError: retraining the best failed; ``summary.json`` is written first.
 
     Example:
         >>> import keras_cnas as cnas
@@ -271,46 +301,84 @@ class _Search:
         self.runner = runner if runner is not None else InProcessRunner()
         self.max_trials, self.finalize, self.verbose = max_trials, finalize, verbose
         self.resume, self.overwrite = resume, overwrite
-        self.search_dir = pathlib.Path(search_dir) if search_dir is not None else pathlib.Path(
+        self.search_dir = check_path(search_dir) if search_dir is not None else pathlib.Path(
             tempfile.mkdtemp(prefix="keras_cnas_search_"))
         self.config_extra = config_extra
         self.tensorboard = tensorboard
+        self._config: dict[str, Any] | None = None
         self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
 
     # --- set-up ---------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        """What identifies this search: a resumed search must match it."""
-        return {"space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
+        """What identifies this search: a resumed search must match it. ``scoring`` is
+        everything that changes a trial's score besides the spec (the evaluator's training
+        settings and the data's identity), so trials of different training never rank
+        together."""
+        if self._config is None:  # once: the data's fingerprint hashes every array
+            identity = getattr(self.evaluator, "identity", self.evaluator.to_json_config)
+            self._config = {
+                "space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
                 "strategy": {"name": self.strategy.name, "config": self.strategy.get_config()},
-                "seed": self.seed}
+                "seed": self.seed, "scoring": identity()}
+        return self._config
 
     def open_store(self) -> TrialStore:
+        """The trial store, after the overwrite / resume rules (the caller holds the lock)."""
         db = self.search_dir / "trials.db"
-        if db.exists() and self.overwrite:
-            for name in ("trials.db", "trials.db-wal", "trials.db-shm", "summary.json"):
-                (self.search_dir / name).unlink(missing_ok=True)
-            for name in ("best", "top", "trials", "cache", "tensorboard", "report"):
-                shutil.rmtree(self.search_dir / name, ignore_errors=True)
+        manifest = Manifest(self.search_dir)
+        if self.overwrite:
+            removed = manifest.remove_written()
+            if removed:
+                self._say(f"overwrite: removed {', '.join(sorted(removed))} from {self.search_dir}")
+        elif self.resume and not db.exists():
+            raise SearchDirError(
+                f"search_dir: {self.search_dir} holds no search to resume (no trials.db); drop "
+                "resume (--resume) to start a new one there, or pass the directory of the "
+                "search to continue")
         elif db.exists() and not self.resume:
-            with TrialStore(db) as old:
+            with TrialStore(db, read_only=True) as old:
                 n = old.count()
             raise SearchDirError(
                 f"search_dir: {self.search_dir} already holds a search ({n} trials); pass "
                 "resume=True (--resume) to continue it, overwrite=True (--overwrite) to start "
                 "over, or another search_dir")
+        if not db.exists():
+            manifest.start()  # refuses entries someone else wrote; records what we will write
+        else:
+            manifest.claim_absent(ENTRIES)
+        recover_dir(self.search_dir / "best")  # a kill while best/ was being swapped
         store = TrialStore(db)
-        stored = store.load_state("config")
-        if stored is None:
-            store.save_state("config", self.config())
-        elif stored != self.config():
-            diff = sorted(k for k in self.config() if stored.get(k) != self.config()[k])
+        try:
+            self._check_stored(store)
+        except BaseException:
             store.close()
-            raise SearchDirError(
-                f"search_dir: {self.search_dir} holds a different search (its {', '.join(diff)} "
-                f"differ from this one's); resume it with the same settings, pass "
-                "overwrite=True (--overwrite) to start over, or use another search_dir")
+            raise
         return store
+
+    def _check_stored(self, store: TrialStore) -> None:
+        """A resumed store must hold this search, with its strategy's state."""
+        config, stored = self.config(), store.load_state("config")
+        if stored is None:
+            if store.count():
+                raise SearchDirError(
+                    f"search_dir: {store.path} holds {store.count()} trials but no search "
+                    "configuration (the file was edited or damaged); start over with "
+                    "overwrite=True (--overwrite) or use another search_dir")
+            store.save_state("config", config)
+            return
+        if stored != config:
+            diff = _differences(stored, config)
+            raise SearchDirError(
+                f"search_dir: {self.search_dir} holds a different search (its "
+                f"{', '.join(diff[:6])}{' ...' if len(diff) > 6 else ''} differ from this one's); "
+                "resume it with the same settings, pass overwrite=True (--overwrite) to start "
+                "over, or use another search_dir")
+        if store.count() and store.load_state("strategy") is None:
+            raise SearchDirError(
+                f"search_dir: {store.path} holds {store.count()} trials but no strategy state "
+                "(the file was edited or damaged), so resuming would not continue the same "
+                "search; start over with overwrite=True (--overwrite) or use another search_dir")
 
     def check_costs_available(self) -> None:
         # Any spec reports the same analytic cost names; a throwaway RNG keeps the
@@ -328,13 +396,14 @@ class _Search:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> SearchResult:
-        self.search_dir.mkdir(parents=True, exist_ok=True)
         self.check_costs_available()
-        store = self.open_store()
-        try:
-            return self._run(store)
-        finally:
-            store.close()
+        self.search_dir.mkdir(parents=True, exist_ok=True)
+        with SearchDirLock(self.search_dir):
+            store = self.open_store()
+            try:
+                return self._run(store)
+            finally:
+                store.close()
 
     def _run(self, store: TrialStore) -> SearchResult:
         strategy, runner = self.strategy, self.runner
@@ -405,18 +474,24 @@ class _Search:
                     elapsed = time.time() - started
                     per_trial = sum(recent) / len(recent) / max(1, runner.workers)
                     self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
-                                                      self.evaluator.objective))
+                                                      self.evaluator.objective, self.constraints))
         except InfeasibleConstraintsError as e:
             store.add_rejections(rejections.take())  # what made the search give up
             error = e
+        except KeyboardInterrupt:
+            runner.close()  # running trials are re-queued on resume
+            raise SearchInterrupted(
+                f"interrupted after {finished} trials; continue with --resume (resume=True) "
+                f"and the same settings, search_dir {self.search_dir}") from None
         except BaseException:
-            runner.close()  # KeyboardInterrupt etc.: running trials are re-queued on resume
+            runner.close()  # running trials are re-queued on resume
             raise
         finally:
             if board is not None:
                 board.close()
         runner.close()
-        result = self.finish(store)
+        # A search that gave up does not spend a retraining on its best: it failed.
+        result = self.finish(store, finalize=self.finalize and error is None)
         if error is not None:
             raise error
         return result
@@ -470,32 +545,27 @@ class _Search:
 
     # --- the end ----------------------------------------------------------------------------
 
-    def finish(self, store: TrialStore) -> SearchResult:
+    def finish(self, store: TrialStore, finalize: bool = True) -> SearchResult:
         trials = store.trials()
         best = summaries.best_trial(trials)
         best_metrics: dict[str, Any] = {}
-        if best is not None and self.finalize:
-            out = self.search_dir / "best"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            self._say(f"finalizing trial {best.id}: retraining on train + validation")
-            # No validation split is left to stop on: retrain for the epochs the best
-            # full-fidelity run found best.
-            best_epoch = best.metrics.get("best_epoch") if best.fidelity == "full" else None
-            best_metrics = self.evaluator.finalize(
-                best.candidate, out, seed=self.seed,
-                epochs=int(best_epoch) if best_epoch else None)
-            (out / "spec.json").write_text(best.spec.to_json(indent=2) + "\n")
-            (out / "metrics.json").write_text(json.dumps(best_metrics, indent=2, sort_keys=True) + "\n")
-            (out / "costs.json").write_text(json.dumps(best.costs, indent=2, sort_keys=True) + "\n")
-            (out / "trial.json").write_text(best.to_json() + "\n")
+        failure: BaseException | None = None
+        if best is not None and finalize:
+            try:
+                best_metrics = self.finalize_best(best)
+            except Exception as e:  # noqa: BLE001  the trials and summary must still be kept
+                failure = e
+                best_metrics = {"error": f"{type(e).__name__}: {e}"}
         objective = self.evaluator.objective
-        fronts = {cost: summaries.pareto_front(trials, cost, objective) for cost in summaries.PARETO_COSTS}
+        fronts = summaries.pareto_fronts(trials, objective, self.constraints)
         counts = collections.Counter(t.status.value for t in trials)
+        no_best = summaries.no_best_reason(trials, self.constraints)
         summary = {
             "best": None if best is None else {
                 "id": best.id, "spec": best.spec.to_dict(), "metrics": best.metrics,
                 "costs": best.costs, "final_metrics": best_metrics},
+            "no_best": no_best,
+            "bounded_costs": summaries.bounded_costs(best, self.constraints),
             "pareto_front": fronts,
             "num_trials": len(trials),
             "status_counts": dict(counts),
@@ -510,11 +580,42 @@ class _Search:
             json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
         text = summaries.results_text(summary, trials, objective)
         if self.verbose:
-            print(f"\n{summaries.top_table(trials, objective)}\n")
+            print(f"\n{summaries.top_table(trials, objective, constraints=self.constraints)}\n")
             if best is not None:
                 print(f"best: trial {best.id}; summary in {self.search_dir / 'summary.json'}")
+            elif no_best:
+                print(f"no best trial: {no_best}")
+        if failure is not None:
+            raise FinalizeError(
+                f"finalize: retraining trial {best.id} failed ({failure}); its trials and "
+                f"{self.search_dir / 'summary.json'} are kept and best/ is unchanged") from failure
         return SearchResult(best, trials, fronts, SearchSummary(summary, text), self.search_dir,
-                            best_metrics, self.evaluator)
+                            best_metrics, no_best, self.evaluator)
+
+    def finalize_best(self, best: Trial) -> dict[str, Any]:
+        """Retrains ``best`` into ``best/``, replaced atomically; a ``best/`` that already
+        holds this trial (a resumed search with nothing left to do) is kept as it is."""
+        out = self.search_dir / "best"
+        saved = _saved_best(out)
+        if saved is not None and saved[0] == json.loads(best.to_json()):
+            self._say(f"best trial {best.id} is already finalized in {out}")
+            return saved[1]
+        self._say(f"finalizing trial {best.id}: retraining on train + validation")
+        # No validation split is left to stop on: retrain for the epochs the best
+        # full-fidelity run found best.
+        best_epoch = best.metrics.get("best_epoch") if best.fidelity == "full" else None
+
+        def write(tmp: pathlib.Path) -> dict[str, Any]:
+            metrics = self.evaluator.finalize(best.candidate, tmp, seed=self.seed,
+                                              epochs=int(best_epoch) if best_epoch else None)
+            (tmp / "spec.json").write_text(best.spec.to_json(indent=2) + "\n")
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            (tmp / "costs.json").write_text(json.dumps(best.costs, indent=2, sort_keys=True) + "\n")
+            # Written last: its presence marks a complete best/ (see _saved_best).
+            (tmp / "trial.json").write_text(best.to_json() + "\n")
+            return metrics
+
+        return replace_dir(out, write)
 
     def _say(self, line: str) -> None:
         if self.verbose:
@@ -561,6 +662,30 @@ class _RejectionLog:
         """The proposals rejected since the last take."""
         pending, self._pending = self._pending, []
         return pending
+
+
+def _saved_best(out: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(trial, metrics)`` of a complete ``best/``, or None."""
+    try:
+        return (json.loads((out / "trial.json").read_text()),
+                json.loads((out / "metrics.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ, e.g. ``scoring.training.learning_rate``."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out: list[str] = []
+        for key in sorted(set(stored) | set(current)):
+            if stored.get(key) != current.get(key):
+                name = f"{prefix}{key}"
+                if key in stored and key in current:
+                    out += _differences(stored[key], current[key], name + ".")
+                else:
+                    out.append(name)
+        return out
+    return [prefix.rstrip(".")] if stored != current else []
 
 
 def _default_strategy() -> Strategy:

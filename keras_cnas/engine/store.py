@@ -22,6 +22,7 @@ import sqlite3
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
+from keras_cnas.errors import KerasCnasError
 from keras_cnas.spaces.base import spec_from_json
 from keras_cnas.trial import Trial, TrialStatus
 
@@ -58,6 +59,15 @@ CREATE TABLE IF NOT EXISTS rejections (
 """
 
 
+class StoreError(KerasCnasError, RuntimeError):
+    """``trials.db`` is not a readable trial store (not SQLite, truncated, or rows that do
+    not parse)."""
+
+
+#: What a damaged file raises while it is opened or read.
+_DAMAGE = (sqlite3.DatabaseError, ValueError, KeyError, TypeError)
+
+
 class TrialStore:
     """The trials of one search, in ``path`` (``search_dir/trials.db``; ``":memory:"`` for none).
 
@@ -79,6 +89,21 @@ class TrialStore:
     def __init__(self, path: str | pathlib.Path, *, read_only: bool = False):
         self.path = str(path)
         self.read_only = read_only
+        try:
+            self._open(read_only)
+        except _DAMAGE as e:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            raise self._damaged(e) from None
+
+    def _damaged(self, error: BaseException) -> StoreError:
+        return StoreError(
+            f"search_dir: {self.path} is not a readable trial store ({type(error).__name__}: "
+            f"{error}); restore it from a backup, or move it away (or pass --overwrite if a "
+            "search wrote it) to start over")
+
+    def _open(self, read_only: bool) -> None:
+        self._db = None
         if read_only:
             if not pathlib.Path(self.path).is_file():
                 raise FileNotFoundError(f"path: no trial store at {self.path}; pass the "
@@ -88,8 +113,8 @@ class TrialStore:
                                        uri=True, isolation_level=None, timeout=60.0)
             version = self.load_state("schema_version")
             if version not in (None, SCHEMA_VERSION):
-                raise RuntimeError(f"{self.path}: trial store schema {version}, this keras_cnas "
-                                   f"reads {SCHEMA_VERSION}")
+                raise StoreError(f"search_dir: {self.path}: trial store schema {version}, this "
+                                 f"keras_cnas reads {SCHEMA_VERSION}")
             return
         if self.path != ":memory:":
             pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +128,9 @@ class TrialStore:
             with self._transaction():
                 self._put_state("schema_version", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: trial store schema {version}, this keras_cnas "
-                               f"reads {SCHEMA_VERSION}; use a new search_dir")
+            self._db.close()
+            raise StoreError(f"search_dir: {self.path}: trial store schema {version}, this "
+                             f"keras_cnas reads {SCHEMA_VERSION}; use a new search_dir")
 
     def close(self) -> None:
         self._db.close()
@@ -167,13 +193,22 @@ class TrialStore:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM trials WHERE id=?", (trial_id,)).fetchone()
         if row is None:
             raise KeyError(f"trial {trial_id} is not in {self.path}")
-        return _trial_from_row(row)
+        return self._parse(row)
 
     def trials(self, *statuses: TrialStatus) -> list[Trial]:
         """All trials in id order, or those with one of ``statuses``."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM trials ORDER BY id").fetchall()
-        trials = [_trial_from_row(r) for r in rows]
+        try:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM trials ORDER BY id").fetchall()
+        except sqlite3.DatabaseError as e:
+            raise self._damaged(e) from None
+        trials = [self._parse(r) for r in rows]
         return [t for t in trials if not statuses or t.status in statuses]
+
+    def _parse(self, row: tuple) -> Trial:
+        try:
+            return _trial_from_row(row)
+        except (ValueError, KeyError, TypeError) as e:  # InvalidSpecError is a ValueError
+            raise self._damaged(RuntimeError(f"trial {row[0]}: {e}")) from None
 
     def count(self, *statuses: TrialStatus) -> int:
         if not statuses:
@@ -232,8 +267,11 @@ class TrialStore:
                          (key, json.dumps(value, sort_keys=True)))
 
     def load_state(self, key: str) -> Any:
-        row = self._db.execute("SELECT value_json FROM state WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        try:
+            row = self._db.execute("SELECT value_json FROM state WHERE key=?", (key,)).fetchone()
+            return None if row is None else json.loads(row[0])
+        except (sqlite3.DatabaseError, ValueError) as e:
+            raise self._damaged(e) from None
 
 
 _COLUMNS = ("id, status, fidelity, phase, spec_json, metrics_json, costs_json, score, "

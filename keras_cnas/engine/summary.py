@@ -5,11 +5,109 @@ from __future__ import annotations
 import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
+from keras_cnas.costs.constraints import Constraints, kib
 from keras_cnas.costs.report import _human
-from keras_cnas.trial import Trial
+from keras_cnas.trial import Trial, TrialStatus
 
-#: Costs the Pareto fronts of summary.json are drawn against.
+#: Costs the Pareto fronts of summary.json are drawn against (plus every bounded cost).
 PARETO_COSTS = ("params", "madds", "memory_bytes")
+#: Short column labels. ``memory_bytes`` is MIT-LL eq. 6 (weights + the largest activation),
+#: not what a device needs: the arena and the flatbuffer are ``arena_bytes`` / ``tflite_bytes``.
+COST_LABELS = {"params": "params", "madds": "madds", "flops": "flops",
+               "memory_bytes": "eq6 w+a", "peak_activation_bytes": "peak act",
+               "arena_bytes": "arena", "tflite_bytes": "flash", "latency_ms": "host lat",
+               "train_seconds": "train s"}
+#: What ``latency_ms`` is: measured here, not on a device (keras_cnas.export.measure_latency).
+LATENCY_NOTE = ("median LiteRT latency (XNNPACK, 1 thread) measured on the machine running "
+                "the search, not on a device")
+#: Costs shown in KiB (the units a firmware's linker map uses).
+KIB_COSTS = ("arena_bytes", "tflite_bytes")
+
+
+#: Costs measured on a trial's artifact, shown whenever a trial has them.
+MEASURED_SHOWN = ("arena_bytes", "tflite_bytes", "latency_ms")
+
+
+def shown_costs(constraints: Constraints | None = None, trials: Sequence[Trial] = ()) -> list[str]:
+    """The costs a progress line and the top table show: params, MAdds, eq. 6, every bounded
+    cost (arena and flash among them when bounded) and what ``trials`` measured."""
+    bounded = list(constraints.bounds) if constraints else []
+    measured = [c for c in MEASURED_SHOWN if any(c in t.costs for t in trials)]
+    return list(dict.fromkeys(["params", "madds", "memory_bytes", *bounded, *measured]))
+
+
+def format_cost(name: str, value: float | None) -> str:
+    """A cost for a table cell: KiB for arena and flash, ms for latency, else 1.23M style."""
+    if value is None:
+        return "-"
+    if name in KIB_COSTS:
+        return kib(value)
+    if name == "latency_ms":
+        return f"{value:.3g}ms"
+    return _human(name, value)
+
+
+def pareto_fronts(trials: Sequence[Trial], objective: str,
+                  constraints: Constraints | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Fronts against :data:`PARETO_COSTS` and every bounded cost; byte costs shown in KiB
+    carry a ``kib`` field too."""
+    costs = dict.fromkeys([*PARETO_COSTS, *(constraints.bounds if constraints else ())])
+    fronts = {}
+    for cost in costs:
+        front = pareto_front(trials, cost, objective)
+        if cost in KIB_COSTS:
+            front = [{**p, "kib": round(p[cost] / 1024, 3)} for p in front]
+        fronts[cost] = front
+    return fronts
+
+
+def bounded_costs(best: Trial | None, constraints: Constraints) -> dict[str, dict[str, Any]]:
+    """For summary.json: each bound, the best trial's value and, for arena / flash, KiB."""
+    out: dict[str, dict[str, Any]] = {}
+    for cost, bound in constraints.bounds.items():
+        value = None if best is None else best.costs.get(cost)
+        entry: dict[str, Any] = {"bound": bound, "best": value}
+        if cost in KIB_COSTS:
+            entry["bound_kib"] = round(bound / 1024, 3)
+            entry["best_kib"] = None if value is None else round(value / 1024, 3)
+        out[cost] = entry
+    return out
+
+
+def no_best_reason(trials: Sequence[Trial], constraints: Constraints) -> str | None:
+    """Why a search has no best trial (None when it has one): which bound every trial broke
+    and the closest trial, or why every trial failed.
+
+    Example:
+        >>> from keras_cnas.spaces import CategoricalSpace
+        >>> s = CategoricalSpace([2]).from_decisions([0])
+        >>> c = Constraints(max_arena_bytes=65536)
+        >>> ts = [Trial(i, s, status=TrialStatus.INFEASIBLE, costs={"arena_bytes": a})
+        ...       for i, a in enumerate([90_000, 70_000])]
+        >>> print(no_best_reason(ts, c))
+        no trial met the bounds: 2 of 2 trials broke max_arena_bytes; the closest, trial 1, has arena_bytes = 70,000 > max 65,536 (+6.8%)
+    """
+    if best_trial(trials) is not None:
+        return None
+    if not trials:
+        return "the search evaluated no trial"
+    ranked = []
+    broken: dict[str, int] = {}
+    for t in trials:
+        violations = constraints.violations(t.costs) if t.status == TrialStatus.INFEASIBLE else []
+        for v in violations:
+            broken[v.cost] = broken.get(v.cost, 0) + 1
+        if violations:
+            ranked.append((max(v.ratio for v in violations), t.id, violations))
+    if ranked:
+        _, tid, violations = min(ranked)
+        names = ", ".join(f"max_{c}" for c in sorted(broken, key=lambda c: -broken[c]))
+        return (f"no trial met the bounds: {len(ranked)} of {len(trials)} trials broke {names}; "
+                f"the closest, trial {tid}, has {'; '.join(map(str, violations))}")
+    failed = [t for t in trials if t.status == TrialStatus.FAILED]
+    first = failed[0].error.splitlines()[0][:200] if failed and failed[0].error else "no error recorded"
+    return (f"no trial succeeded: {len(failed)} of {len(trials)} FAILED (trial "
+            f"{failed[0].id if failed else '-'}: {first})")
 
 
 def comparable(trials: Iterable[Trial]) -> list[Trial]:
@@ -57,13 +155,16 @@ def pareto_front(trials: Sequence[Trial], cost: str, objective: str) -> list[dic
     return front
 
 
-def top_table(trials: Sequence[Trial], objective: str, n: int = 10) -> str:
-    """The ``n`` best successful trials as a fixed-width text table."""
+def top_table(trials: Sequence[Trial], objective: str, n: int = 10,
+              constraints: Constraints | None = None) -> str:
+    """The ``n`` best successful trials as a fixed-width text table, with a column per
+    cost of :func:`shown_costs` (arena and flash in KiB when bounded)."""
     ranked = sorted((t for t in trials if t.ok), key=lambda t: (-t.score, t.id))[:n]
     if not ranked:
         return "no successful trials"
+    costs = shown_costs(constraints, ranked)
     header = (f"{'rank':>4} {'id':>5} {'phase':<9} {'fidelity':<8} {objective:>11} {'accuracy':>8} "
-              f"{'params':>8} {'madds':>8} {'memory':>8}  architecture")
+              + " ".join(f"{COST_LABELS.get(c, c)[:9]:>9}" for c in costs) + "  architecture")
     lines = [header, "-" * len(header)]
     for rank, t in enumerate(ranked, 1):
         acc = accuracy_of(t, objective)
@@ -71,15 +172,21 @@ def top_table(trials: Sequence[Trial], objective: str, n: int = 10) -> str:
         describe = getattr(t.spec, "describe", None)
         arch = describe() if describe else t.spec.key()
         lines.append(
-            f"{rank:>4} {t.id:>5} {t.phase:<9.9} {t.fidelity:<8} "
-            f"{_fmt(obj):>11} {_fmt(acc):>8} {_cost(t, 'params'):>8} {_cost(t, 'madds'):>8} "
-            f"{_cost(t, 'memory_bytes'):>8}  {arch[:70]}")
+            f"{rank:>4} {t.id:>5} {t.phase:<9.9} {t.fidelity:<8} {_fmt(obj):>11} {_fmt(acc):>8} "
+            + " ".join(f"{format_cost(c, t.costs.get(c)):>9}" for c in costs) + f"  {arch[:70]}")
+    if "memory_bytes" in costs:
+        lines.append("eq6 w+a: MIT-LL eq. 6, 4 bytes x (weights + largest activation); not the "
+                     "TFLite Micro arena nor the .tflite size")
+    if "latency_ms" in costs:
+        lines.append(f"host lat: {LATENCY_NOTE}")
     return "\n".join(lines)
 
 
 def progress_line(trial: Trial, done: int, total: int | None, elapsed: float,
-                  per_trial: float | None, objective: str) -> str:
-    """One line per finished trial: id, phase, score, costs, time, elapsed, ETA."""
+                  per_trial: float | None, objective: str,
+                  constraints: Constraints | None = None) -> str:
+    """One line per finished trial: id, phase, score, the costs of :func:`shown_costs`,
+    time, elapsed, ETA."""
     acc = accuracy_of(trial, objective)
     status = trial.status.value if not trial.ok else f"{objective} {_fmt(trial.metrics.get(objective))}"
     if acc is not None and trial.ok and "val_accuracy" in trial.metrics:
@@ -90,18 +197,14 @@ def progress_line(trial: Trial, done: int, total: int | None, elapsed: float,
         eta = f" ETA {_clock(max(0, total - done) * per_trial)}"
     count = f"{done}/{total}" if total is not None else f"{done}"
     error = f" ({trial.error.splitlines()[0][:80]})" if trial.error and not trial.ok else ""
+    costs = " ".join(f"{COST_LABELS.get(c, c)} {format_cost(c, trial.costs.get(c))}"
+                     for c in shown_costs(constraints, [trial]))
     return (f"[{count}] trial {trial.id} {trial.phase}/{trial.fidelity}: {status}{error} | "
-            f"params {_cost(trial, 'params')} madds {_cost(trial, 'madds')} "
-            f"mem {_cost(trial, 'memory_bytes')} | {seconds:.1f}s, elapsed {_clock(elapsed)}{eta}")
+            f"{costs} | {seconds:.1f}s, elapsed {_clock(elapsed)}{eta}")
 
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _cost(trial: Trial, name: str) -> str:
-    value = trial.costs.get(name)
-    return "-" if value is None else _human(name, value)
 
 
 def _clock(seconds: float) -> str:

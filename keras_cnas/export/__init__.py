@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from keras_cnas._lazy import lazy_attributes
 from keras_cnas.export.artifact import (
+    DEFAULT_MAX_INT8_DROP,
     MEASURED_COSTS,
     ExportConstraintError,
     export_model,
     load_saved_model,
     measure_costs,
 )
-from keras_cnas.export.convert import QUANTIZATIONS, strip_wrappers, to_tflite
+from keras_cnas.export.convert import QUANTIZATIONS, quiet_conversion, strip_wrappers, to_tflite
 from keras_cnas.export.latency import LatencyReport, measure_latency, measure_latency_modes
 from keras_cnas.export.verify import VerifyReport, predict_tflite, verify
 
@@ -36,6 +37,9 @@ _LAZY = {
     "micro_arena_bytes": "keras_cnas.export.micro",
     "estimate_arena_bytes": "keras_cnas.export.arena",
     "to_c_array": "keras_cnas.export.c_array",
+    "op_resolver_header": "keras_cnas.export.c_array",
+    "arena_headroom": "keras_cnas.export.c_array",
+    "io_tensors": "keras_cnas.export.c_array",
 }
 
 
@@ -43,7 +47,8 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
-    "MEASURED_COSTS", "QUANTIZATIONS", "ExportConstraintError", "LatencyReport", "MicroError",
+    "DEFAULT_MAX_INT8_DROP", "arena_headroom", "io_tensors", "op_resolver_header",
+    "quiet_conversion", "MEASURED_COSTS", "QUANTIZATIONS", "ExportConstraintError", "LatencyReport", "MicroError",
     "VerifyReport", "check_micro_compatible", "estimate_arena_bytes", "export_model",
     "load_saved_model", "measure_costs", "measure_latency", "measure_latency_modes",
     "micro_arena_bytes", "predict_tflite", "strip_wrappers", "to_c_array", "to_tflite", "verify",

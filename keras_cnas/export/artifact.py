@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import pathlib
-import zipfile
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -29,8 +28,8 @@ from keras_cnas.export.verify import verify
 if TYPE_CHECKING:
     from keras_cnas._keras import keras
 
-__all__ = ["MEASURED_COSTS", "ExportConstraintError", "export_model", "load_saved_model",
-           "measure_costs"]
+__all__ = ["DEFAULT_MAX_INT8_DROP", "MEASURED_COSTS", "ExportConstraintError", "export_model",
+           "load_saved_model", "measure_costs"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +47,8 @@ TFLITE_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
 C_ARRAY_NAME = "model_data"
 REPORT_FILE = "export.json"
+#: Accuracy points an int8 export may lose against Keras before QAT fine-tuning is tried.
+DEFAULT_MAX_INT8_DROP = 0.5
 
 
 class ExportConstraintError(KerasCnasError, RuntimeError):
@@ -66,13 +67,15 @@ class ExportConstraintError(KerasCnasError, RuntimeError):
 
 def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
     """The ``tf_keras`` model in ``path``: a ``.keras`` file or a directory holding
-    ``model.keras`` (e.g. a search's ``best/``). Models saved with tfmot pruning or QAT
-    wrappers load too.
+    ``model.keras`` (e.g. a search's best/). Only the Keras v3 format, in safe mode:
+    legacy HDF5 files and Lambda layers, which run code on load, are refused
+    (:mod:`keras_cnas.training.model_file`). tfmot pruning or QAT wrappers load too.
 
     Raises:
         FileNotFoundError: no such file, or the directory has no ``model.keras``.
+        ModelFileError: the file could run code when loaded, or is not a v3 archive.
     """
-    from keras_cnas._keras import keras
+    from keras_cnas.training.model_file import load_model_file
 
     p = pathlib.Path(path)
     file = p / MODEL_FILE if p.is_dir() else p
@@ -80,16 +83,7 @@ def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
         raise FileNotFoundError(
             f"model: {p} is not a .keras file or a directory holding {MODEL_FILE}; pass a "
             "search's best/ directory (written by finalize) or a saved .keras file")
-    if not _mentions_tfmot(file):
-        try:
-            return keras.models.load_model(file, compile=False)
-        except (ValueError, TypeError) as e:  # e.g. an .h5 file with tfmot wrappers
-            if not any(name in str(e) for name in _TFMOT_CLASSES):
-                raise
-    from keras_cnas._keras import tfmot  # the model holds tfmot wrappers
-
-    with tfmot().sparsity.keras.prune_scope(), tfmot().quantization.keras.quantize_scope():
-        return keras.models.load_model(file, compile=False)
+    return load_model_file(file)
 
 
 def measure_costs(tflite_bytes: bytes, costs: Sequence[str] = MEASURED_COSTS, *,
@@ -132,7 +126,8 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
                  data: Dataset | tuple[np.ndarray, np.ndarray] | None = None,
                  micro: bool = False, constraints: Constraints | None = None,
                  class_names: Sequence[str] | None = None, *, int8_io: bool = False,
-                 qat: bool = False, qat_epochs: int = 2,
+                 qat: bool = False, qat_epochs: int = 2, max_int8_drop: float | None = None,
+                 arena_headroom_bytes: int | None = None,
                  representative_data: Dataset | np.ndarray | None = None,
                  num_threads: int = 1, latency_runs: int = 100, latency_warmup: int = 10,
                  seed: int = 0) -> dict[str, Any]:
@@ -140,8 +135,16 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
 
     Files in ``out_dir`` (created if needed): ``model.tflite``; ``labels.txt`` (one class
     name per line, as Android's TFLite task libraries read it) when class names are known;
-    ``model_data.h`` / ``model_data.cc`` (the flatbuffer as a C array for TFLite Micro)
-    with ``micro=True``; ``export.json`` (the returned report).
+    ``model_data.h`` / ``model_data.cc`` (the flatbuffer as a C array for TFLite Micro, with
+    ``kTensorArenaSize`` = the measured arena + headroom and the input / output scale and
+    zero point) and ``model_data_ops.h`` (a ``tflite::MicroMutableOpResolver<N>`` with
+    exactly the model's operators) with ``micro=True``; ``export.json`` (the returned report).
+
+    Int8 accuracy: with ``max_int8_drop`` (accuracy points), an int8 export of a Dataset
+    compares the artifact with Keras on the validation split (the test split if there is
+    none); above the tolerance the model is fine-tuned with quantization-aware training for
+    ``qat_epochs``, converted and checked again, and the better artifact is kept. The report's
+    ``int8_check`` says what happened.
 
     Args:
         model: a ``tf_keras`` model, a ``.keras`` file, or a directory holding
@@ -161,7 +164,11 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         class_names: one name per class; default: ``data.class_names`` of a Dataset.
         int8_io: int8 input and output (``"int8"`` only).
         qat: quantization-aware fine-tuning for ``qat_epochs`` before converting.
-        qat_epochs: epochs of QAT.
+        qat_epochs: epochs of QAT (also of the fine-tuning ``max_int8_drop`` triggers).
+        max_int8_drop: most accuracy points int8 may lose against Keras before QAT is tried
+            (the search's export uses :data:`DEFAULT_MAX_INT8_DROP`); None: no check.
+        arena_headroom_bytes: bytes ``kTensorArenaSize`` adds to the measured arena; default
+            :func:`~keras_cnas.export.c_array.arena_headroom` (max(1 KiB, 10 %)).
         representative_data: calibration inputs, if not ``data``.
         num_threads: interpreter threads for verification and latency.
         latency_runs, latency_warmup: timed / untimed invocations per latency mode.
@@ -218,6 +225,7 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
     if not hasattr(model, "predict"):
         spec_costs = _spec_costs(pathlib.Path(model))
         model = load_saved_model(model)
+    _check_finite(model)
     if class_names is None and isinstance(data, Dataset):
         class_names = data.class_names
     if class_names is not None:
@@ -228,12 +236,25 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
 
     from keras_cnas.export.convert import strip_wrappers
 
+    if max_int8_drop is not None and (isinstance(max_int8_drop, bool) or not isinstance(
+            max_int8_drop, (int, float)) or not max_int8_drop >= 0):
+        raise ValueError(f"max_int8_drop: expected accuracy points >= 0 such as 0.5, got "
+                         f"{max_int8_drop!r}")
     model = strip_wrappers(model)
-    tflite = to_tflite(model, quantize, representative_data if representative_data is not None
-                       else data, int8_io, qat=qat, qat_epochs=qat_epochs, seed=seed)
-    report: dict[str, Any] = {"quantize": quantize, "int8_io": int8_io, "qat": qat, "micro": micro,
-                              "tflite_bytes": len(tflite), "arena_bytes": None,
-                              "arena_bytes_estimate": None}
+    calibration = representative_data if representative_data is not None else data
+    tflite = to_tflite(model, quantize, calibration, int8_io, qat=qat, qat_epochs=qat_epochs,
+                       seed=seed)
+    int8_check = None
+    if quantize == "int8" and max_int8_drop is not None and isinstance(data, Dataset):
+        tflite, int8_check = _protect_int8(tflite, model, data, calibration, int8_io, qat,
+                                           qat_epochs, float(max_int8_drop), num_threads, seed)
+    report: dict[str, Any] = {"quantize": quantize, "int8_io": int8_io,
+                              "qat": qat or bool(int8_check and int8_check["qat_kept"]),
+                              "micro": micro, "tflite_bytes": len(tflite), "arena_bytes": None,
+                              "arena_bytes_estimate": None, "int8_check": int8_check}
+    from keras_cnas.export.c_array import io_tensors
+
+    report["input"], report["output"] = (t.to_dict() for t in io_tensors(tflite))
     if want_arena:
         from keras_cnas.export.micro import check_micro_compatible, micro_arena_bytes
 
@@ -270,36 +291,82 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         files["labels"] = out / LABELS_FILE
         files["labels"].write_text("".join(f"{name}\n" for name in class_names))
     if micro:
-        from keras_cnas.export.c_array import to_c_array
+        from keras_cnas.export.c_array import op_resolver_header, tensor_arena_size, to_c_array
 
-        header, source = to_c_array(tflite, name=C_ARRAY_NAME)
+        header, source = to_c_array(tflite, name=C_ARRAY_NAME, arena_bytes=report["arena_bytes"],
+                                    arena_headroom_bytes=arena_headroom_bytes)
+        report["tensor_arena_size"] = tensor_arena_size(report["arena_bytes"], arena_headroom_bytes)
+        bound = constraints.bounds.get("arena_bytes")
+        if bound is not None and report["tensor_arena_size"] > bound:
+            # The measurement meets the bound, the headroom on top of it does not.
+            logger.warning("export: kTensorArenaSize %d (arena %d + headroom) exceeds "
+                           "max_arena_bytes %d; lower the headroom (arena_headroom_bytes) or "
+                           "check arena_used_bytes() on the target", report["tensor_arena_size"],
+                           report["arena_bytes"], bound)
         files["c_header"] = out / f"{C_ARRAY_NAME}.h"
         files["c_source"] = out / f"{C_ARRAY_NAME}.cc"
+        files["op_resolver"] = out / f"{C_ARRAY_NAME}_ops.h"
         files["c_header"].write_text(header)
         files["c_source"].write_text(source)
+        files["op_resolver"].write_text(op_resolver_header(tflite, name=C_ARRAY_NAME))
     report["files"] = {kind: str(path) for kind, path in files.items()}
     report["out_dir"] = str(out)
-    (out / REPORT_FILE).write_text(json.dumps(_finite(report), indent=2, sort_keys=True) + "\n")
+    (out / REPORT_FILE).write_text(json.dumps(json_safe(report), indent=2, sort_keys=True) + "\n")
     return report
 
 
 # --- helpers ------------------------------------------------------------------------------
 
 
-# Class names of tfmot's wrappers, which loading needs tfmot's custom-object scopes for.
-_TFMOT_CLASSES = ("PruneLowMagnitude", "QuantizeWrapper", "QuantizeLayer")
+def _protect_int8(tflite: bytes, model: Any, data: Dataset, calibration: Any, int8_io: bool,
+                  qat: bool, qat_epochs: int, max_drop: float, num_threads: int,
+                  seed: int) -> tuple[bytes, dict[str, Any]]:
+    """The int8 artifact whose accuracy drop against Keras is within ``max_drop`` points if
+    QAT gets it there (else the better of the two), and what was checked."""
+    has_val = len(data.x_val) > 0
+    split = (data.x_val, data.y_val) if has_val else (data.x_test, data.y_test)
+    check: dict[str, Any] = {"split": "validation" if has_val else "test",
+                             "max_drop_points": max_drop, "qat_tried": False, "qat_kept": qat}
+
+    def drop(flatbuffer: bytes) -> tuple[float, float, float]:
+        r = verify(flatbuffer, split, model, num_threads=num_threads)
+        return 100.0 * (r.keras_accuracy - r.tflite_accuracy), r.keras_accuracy, r.tflite_accuracy
+
+    points, keras_acc, int8_acc = drop(tflite)
+    check.update(keras_accuracy=keras_acc, int8_accuracy=int8_acc, drop_points=points)
+    if points > max_drop and not qat:
+        logger.info("export: int8 loses %.2f points (> %.2f); fine-tuning with QAT", points,
+                    max_drop)
+        qat_tflite = to_tflite(model, "int8", calibration, int8_io, qat=True, qat_data=data,
+                               qat_epochs=qat_epochs, seed=seed)
+        qat_points, _, qat_acc = drop(qat_tflite)
+        check.update(qat_tried=True, qat_epochs=qat_epochs, ptq_drop_points=points,
+                     qat_drop_points=qat_points, qat_int8_accuracy=qat_acc)
+        if qat_points < points:
+            tflite, points, int8_acc = qat_tflite, qat_points, qat_acc
+            check.update(qat_kept=True, int8_accuracy=qat_acc, drop_points=qat_points)
+    check["within"] = points <= max_drop
+    if qat:
+        how = "with the requested QAT"
+    elif check["qat_kept"]:
+        how = f"after QAT ({check['ptq_drop_points']:+.2f} without)"
+    else:
+        how = "post-training" + (" (QAT did not help)" if check["qat_tried"] else "")
+    check["summary"] = (f"int8 drop {points:.2f} points on the {check['split']} split {how}, "
+                        f"{'within' if check['within'] else 'ABOVE'} the tolerance of "
+                        f"{max_drop:g} (max_int8_drop)")
+    if not check["within"]:
+        logger.warning("export: %s", check["summary"])
+    return tflite, check
 
 
-def _mentions_tfmot(file: pathlib.Path) -> bool:
-    """Whether a ``.keras`` archive's config names tfmot wrappers (loading such a file
-    without tfmot's scopes fails with a bare "'str' object is not callable")."""
-    if not zipfile.is_zipfile(file):
-        return False
-    with zipfile.ZipFile(file) as archive:
-        if "config.json" not in archive.namelist():
-            return False
-        config = archive.read("config.json").decode("utf-8", "replace")
-    return any(name in config for name in _TFMOT_CLASSES)
+def _check_finite(model: "keras.Model") -> None:
+    """Refuses a diverged model: its artifact would convert, but predict nothing."""
+    bad = sum(int(np.size(w) - np.isfinite(w).sum()) for w in model.get_weights())
+    if bad:
+        raise ValueError(f"model: {bad:,} of its weights are NaN or infinite (the training "
+                         "diverged); retrain it (e.g. with a lower learning rate) before "
+                         "exporting")
 
 
 def _spec_costs(path: pathlib.Path) -> dict[str, float]:
@@ -330,9 +397,10 @@ def _arena_estimate(tflite: bytes) -> int | None:
         return None
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (in nested dicts) as None, as JSON allows."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     return value

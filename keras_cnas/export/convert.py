@@ -10,7 +10,11 @@ TensorFlow is imported on first conversion, so ``import keras_cnas.export`` stay
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 import warnings
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -21,7 +25,8 @@ from keras_cnas.data import Dataset
 if TYPE_CHECKING:
     from keras_cnas._keras import keras
 
-__all__ = ["QUANTIZATIONS", "REPRESENTATIVE_SAMPLES", "strip_wrappers", "to_tflite"]
+__all__ = ["QUANTIZATIONS", "REPRESENTATIVE_SAMPLES", "quiet_conversion", "strip_wrappers",
+           "to_tflite"]
 
 logger = logging.getLogger(__name__)
 
@@ -254,8 +259,70 @@ def _convert(model: "keras.Model", quantize: str, calibration: np.ndarray | None
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_conversion():
         # "Statistics for quantized inputs were expected, but not specified": the
         # representative dataset supplies them.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return bytes(converter.convert())
+
+
+#: Python loggers whose INFO lines a conversion floods the terminal with ("Found untraced
+#: functions", "Sharding callback duration", "Using new converter", "Assets written to").
+_CHATTY_LOGGERS = ("tensorflow", "absl")
+
+
+@contextlib.contextmanager
+def quiet_conversion() -> Iterator[None]:
+    """Keeps TensorFlow's INFO chatter of a conversion off the terminal.
+
+    The ``tensorflow`` and ``absl`` Python loggers are raised to WARNING, and what the
+    converter's C++ code writes to file descriptor 2 (``fully_quantize: 0, ...``) is
+    captured: its warning and error lines (glog ``W`` / ``E`` / ``F`` prefixes, or naming an
+    error) are logged as warnings, the rest at DEBUG. If the conversion raises, everything
+    captured goes to stderr, so nothing that explains a failure is lost.
+
+    Example:
+        >>> with quiet_conversion():
+        ...     logging.getLogger("tensorflow").info("Found untraced functions")  # not shown
+    """
+    saved_levels = {}
+    for name in _CHATTY_LOGGERS:
+        chatty = logging.getLogger(name)
+        saved_levels[name] = chatty.level
+        if chatty.getEffectiveLevel() < logging.WARNING:
+            chatty.setLevel(logging.WARNING)
+    sys.stderr.flush()
+    try:
+        saved_fd = os.dup(2)
+    except OSError:  # no fd 2 (an embedded interpreter): only the loggers are quieted
+        saved_fd = None
+    capture = tempfile.TemporaryFile(mode="w+b")
+    if saved_fd is not None:
+        os.dup2(capture.fileno(), 2)
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if saved_fd is not None:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", "replace")
+        capture.close()
+        if failed and text:
+            sys.stderr.write(text)
+        elif text:
+            _relay(text)
+
+
+def _relay(text: str) -> None:
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        serious = line[:1] in "WEF" and line[1:5].isdigit() or "error" in line.lower()
+        logger.log(logging.WARNING if serious else logging.DEBUG, "converter: %s", line)

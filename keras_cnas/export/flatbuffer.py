@@ -66,6 +66,7 @@ class Tensor:
             more: per channel).
         num_zero_points: the number of quantization zero points.
         scale: the first quantization scale (0.0 when not quantized).
+        zero_point: the first quantization zero point (0 when not quantized).
     """
 
     index: int
@@ -77,6 +78,7 @@ class Tensor:
     num_scales: int
     num_zero_points: int
     scale: float = 0.0
+    zero_point: int = 0
 
     @property
     def num_elements(self) -> int:
@@ -254,11 +256,12 @@ def _read_subgraph(sg: Any, g: int, buffer_sizes: list[int], opcodes: list[tuple
         num_scales = q.ScaleLength() if q is not None else 0
         num_zero_points = q.ZeroPointLength() if q is not None else 0
         scale = float(q.Scale(0)) if num_scales else 0.0
+        zero_point = int(q.ZeroPoint(0)) if num_zero_points else 0
         shape = _ints(t.ShapeLength(), t.Shape)
         dtype = type_names.get(t.Type(), f"TYPE_{t.Type()}")
         tensors.append(Tensor(i, (t.Name() or b"").decode("utf-8", "replace"), dtype, shape,
                               bool(buffer_sizes and buffer_sizes[b] > 0), bool(t.IsVariable()),
-                              num_scales, num_zero_points, scale))
+                              num_scales, num_zero_points, scale, zero_point))
     n = len(tensors)
 
     def check(indices: tuple[int, ...], what: str, optional: bool) -> tuple[int, ...]:

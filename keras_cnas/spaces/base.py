@@ -103,14 +103,19 @@ def spec_from_dict(data: Mapping[str, Any]) -> Spec:
     if tag not in SPEC_TYPES:
         raise InvalidSpecError(
             f"space: unknown spec type {tag!r}; known: {', '.join(SPEC_TYPES.names())}")
+    from keras_cnas.spaces.limits import check_limits
+
+    check_limits(data)  # hostile sizes are refused before any work (spaces.limits)
     return SPEC_TYPES.get(tag).from_dict(data)
 
 
 def _loads(text: str) -> Any:
     try:
         return json.loads(text)
-    except (TypeError, json.JSONDecodeError) as e:
-        raise InvalidSpecError(f"spec JSON: cannot parse ({e}); received {str(text)[:80]!r}") from None
+    except (TypeError, ValueError, RecursionError) as e:  # ValueError: also 5,000-digit ints
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise InvalidSpecError(f"spec JSON: cannot parse ({why}); received "
+                               f"{str(text)[:80]!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)

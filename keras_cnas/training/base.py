@@ -72,6 +72,12 @@ class Evaluator(abc.ABC):
     def to_json_config(self) -> dict[str, Any]:
         return {"evaluator": self.name, "config": self.get_config()}
 
+    def identity(self) -> dict[str, Any]:
+        """Everything besides the spec that changes a trial's score (JSON). A resumed search
+        must match it, so trials of different training are never ranked together. Default:
+        the JSON config."""
+        return self.to_json_config()
+
     @staticmethod
     def from_json_config(data: Mapping[str, Any]) -> "Evaluator":
         return EVALUATORS.get(data["evaluator"])(**data["config"])

@@ -205,30 +205,45 @@ class BEnasSearch:
                 weight-sharing phase always runs here, on one shared model.
         """
         from keras_cnas.engine import SearchDirError, search
+        from keras_cnas.engine.search_dir import Manifest, SearchDirLock, check_path
         from keras_cnas.strategies.fixed import FixedSpecs
 
-        search_dir = pathlib.Path(search_dir)
-        state_dir = search_dir / "benas"
-        if overwrite and state_dir.exists():
-            for path in state_dir.iterdir():
-                path.unlink()
-        elif state_dir.joinpath("state.json").exists() and not resume:
-            raise SearchDirError(
-                f"search_dir: {search_dir} already holds a B-ENAS search; pass resume=True "
-                "(--resume) to continue it, overwrite=True (--overwrite) to start over, or "
-                "another search_dir")
-        state_dir.mkdir(parents=True, exist_ok=True)
+        if resume and overwrite:
+            raise ValueError("resume and overwrite: pass at most one of them")
         if len(data.y_val) == 0:
             raise ValueError(f"data: {data.name!r} has no validation split; B-ENAS scores cells "
                              "on it: load the data with validation_split > 0")
-        selected = self._search(data, state_dir, say if verbose else (lambda _: None))
-        final = self.final_space.net(selected["cell"])
-        say(f"B-ENAS chose cell {final.cell.key()}: final network {final.describe()}")
-        return search(self.final_space, self.constraints, strategy=FixedSpecs([final], phase="final"),
-                      evaluator=evaluator, search_dir=search_dir, runner=runner,
-                      seed=self.config.seed,
-                      resume=resume, overwrite=overwrite, finalize=finalize, verbose=verbose,
-                      config_extra={**(config_extra or {}), "benas": self.config.to_dict()})
+        search_dir = check_path(search_dir)
+        state_dir = search_dir / "benas"
+        search_dir.mkdir(parents=True, exist_ok=True)
+        # One lock over both phases (the engine's search re-enters it).
+        with SearchDirLock(search_dir):
+            manifest = Manifest(search_dir)
+            if overwrite:
+                manifest.remove_written()  # what an earlier search wrote, nothing else
+            elif state_dir.joinpath("state.json").exists() and not resume:
+                raise SearchDirError(
+                    f"search_dir: {search_dir} already holds a B-ENAS search; pass resume=True "
+                    "(--resume) to continue it, overwrite=True (--overwrite) to start over, or "
+                    "another search_dir")
+            elif resume and not state_dir.joinpath("state.json").exists():
+                raise SearchDirError(
+                    f"search_dir: {search_dir} holds no B-ENAS search to resume (no "
+                    "benas/state.json); drop resume (--resume) to start one")
+            if not state_dir.exists():
+                manifest.claim_absent(["benas"])
+            state_dir.mkdir(parents=True, exist_ok=True)
+            selected = self._search(data, state_dir, say if verbose else (lambda _: None))
+            final = self.final_space.net(selected["cell"])
+            say(f"B-ENAS chose cell {final.cell.key()}: final network {final.describe()}")
+            # The final network's search may not have started before an interruption.
+            started = (search_dir / "trials.db").exists()
+            return search(self.final_space, self.constraints,
+                          strategy=FixedSpecs([final], phase="final"),
+                          evaluator=evaluator, search_dir=search_dir, runner=runner,
+                          seed=self.config.seed, resume=resume and started,
+                          finalize=finalize, verbose=verbose,
+                          config_extra={**(config_extra or {}), "benas": self.config.to_dict()})
 
     def _search(self, data: Dataset, state_dir: pathlib.Path,
                 say: Callable[[str], None]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_cnas._keras import keras
+from keras_cnas.training.model_file import load_model_file
 
 __all__ = ["Ensemble", "majority_vote"]
 
@@ -87,7 +88,7 @@ class Ensemble:
                 raise FileNotFoundError(
                     f"dirs: no model at {path}; pass directories written by "
                     "KerasEvaluator.finalize (or with save_models=True), each with a model.keras")
-            models.append(keras.models.load_model(path))
+            models.append(load_model_file(path))  # v3 archives only, safe mode
         return cls(models)
 
     def __len__(self) -> int:

@@ -30,7 +30,8 @@ from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
-from keras_cnas.training.datasource import DataSource, cache_file_name, remember, save_npz
+from keras_cnas.training.datasource import (DataSource, cache_file_name, fingerprint, remember,
+                                            save_npz)
 from keras_cnas.training.objective import J, Objective
 from keras_cnas.training.optimizer import OptimizerRecipe
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
@@ -163,6 +164,8 @@ class KerasEvaluator(Evaluator):
         export_quantize: the quantization of the measured artifact (``"int8"``: what a
             microcontroller runs; ``"arena_bytes"`` cannot be measured on ``"dynamic"`` or
             ``"float16"``, which TFLite Micro cannot run).
+        export_int8_io: int8 input and output tensors on the measured artifact (``"int8"``
+            only), so that what is checked during the search is what a firmware ships.
         latency_runs: timed invocations per ``latency_ms`` measurement.
         objective: what the search optimises (:class:`~keras_cnas.training.objective.Objective`):
             ``"J"`` (MIT-LL, the default), ``"val_accuracy"``, ``"val_loss"``, or the name
@@ -208,8 +211,8 @@ class KerasEvaluator(Evaluator):
                  full_epochs: int = 30, patience: int = 5, beta: float = 5e-5,
                  regularizer: str = "params_k", time_limit_seconds: float | None = None,
                  save_models: bool = False, measure: Sequence[str] = (),
-                 export_quantize: str = "int8", latency_runs: int = 50,
-                 objective: Any = J, direction: str | None = None,
+                 export_quantize: str = "int8", export_int8_io: bool = False,
+                 latency_runs: int = 50, objective: Any = J, direction: str | None = None,
                  callbacks: Sequence[Any] = (), verbose: int = 0):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
@@ -250,6 +253,9 @@ class KerasEvaluator(Evaluator):
         if not isinstance(save_models, bool):
             raise ValueError(f"save_models: expected True or False, got {save_models!r}")
         measure = _measured_costs(measure, export_quantize)
+        if not isinstance(export_int8_io, bool) or (export_int8_io and export_quantize != "int8"):
+            raise ValueError(f"export_int8_io: expected True (with export_quantize='int8') or "
+                             f"False, got {export_int8_io!r} with {export_quantize!r}")
         _positive_int("latency_runs", latency_runs)
         self.goal = Objective.resolve(objective, direction)
         self.objective, self.direction = self.goal.metric, self.goal.direction
@@ -267,6 +273,7 @@ class KerasEvaluator(Evaluator):
         self.save_models = save_models
         self.measure = measure
         self.export_quantize = export_quantize
+        self.export_int8_io = export_int8_io
         self.latency_runs = latency_runs
         # Instance attribute: the constraints may bound exactly the costs measured here.
         self.reported_costs = ("train_seconds", *measure)
@@ -337,8 +344,8 @@ class KerasEvaluator(Evaluator):
                 "patience": self.patience, "beta": self.beta, "regularizer": self.regularizer,
                 "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
                 "measure": list(self.measure), "export_quantize": self.export_quantize,
-                "latency_runs": self.latency_runs, "objective": self.goal.name,
-                "direction": self.goal.direction,
+                "export_int8_io": self.export_int8_io, "latency_runs": self.latency_runs,
+                "objective": self.goal.name, "direction": self.goal.direction,
                 "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose}
 
     def get_config(self) -> dict[str, Any]:
@@ -351,6 +358,18 @@ class KerasEvaluator(Evaluator):
         data = ({IN_MEMORY: repr(self._dataset)} if self._source is None
                 else self._source.to_config())
         return {"data": data, **self._hyperparameters()}
+
+    def identity(self) -> dict[str, Any]:
+        """The training settings (not logging or saving) and the data's identity: its name,
+        split sizes and a fingerprint of its contents (so a changed validation split,
+        ``max_train_examples`` or file is a different search)."""
+        data = self.dataset
+        training = {k: v for k, v in self._hyperparameters().items()
+                    if k not in ("verbose", "save_models")}
+        return {"evaluator": self.name, "training": training,
+                "data": {"name": data.name, "train": len(data.y_train),
+                         "validation": len(data.y_val), "test": len(data.y_test),
+                         "fingerprint": fingerprint(data)}}
 
     # --- evaluation ----------------------------------------------------------------------
 
@@ -509,7 +528,7 @@ class KerasEvaluator(Evaluator):
 
         flatbuffer = to_tflite(model, self.export_quantize,
                                representative_data=data if self.export_quantize == "int8" else None,
-                               seed=seed)
+                               int8_io=self.export_int8_io, seed=seed)
         return measure_costs(flatbuffer, self.measure, latency_runs=self.latency_runs,
                              latency_warmup=min(5, self.latency_runs))
 

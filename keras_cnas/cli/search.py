@@ -124,34 +124,39 @@ def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:
     from keras_cnas.training import DataSource
 
     augment = flags.get("augment")
-    try:
-        if flags.get("data_fn"):
-            from keras_cnas._imports import import_object
+    if not flags.get("data_fn") and flags.get("dataset") != FOLDER_DATASET:
+        source = DataSource.registered(
+            flags["dataset"], flags.get("data_dir"), validation_split=flags["validation_split"],
+            seed=flags.get("seed", 0), max_train_examples=flags.get("max_train_examples"))
+        try:
+            data = source.load()  # cached per process: the evaluator reuses it
+        except DataError as e:
+            raise app.UsageError(f"--dataset={flags['dataset']} --data_dir="
+                                 f"{flags.get('data_dir')}: {e}") from None
+        if not augment:
+            return data, source
+    else:
+        try:
+            if flags.get("data_fn"):
+                from keras_cnas._imports import import_object
 
-            _importable_from_cwd()
-            made = import_object(flags["data_fn"], argument="--data_fn")()
-            data = datasets.as_dataset(made)
-        elif flags.get("dataset") == FOLDER_DATASET:
-            if not flags.get("data_dir"):
-                raise app.UsageError("--dataset=folder needs --data_dir=DIR (one sub-folder of "
-                                     "images per class)")
-            size = flags.get("image_size")
-            data = datasets.from_directory(
-                flags["data_dir"], image_size=[int(v) for v in size] if size else None,
-                color_mode=flags.get("color_mode") or "rgb",
-                validation_split=flags["validation_split"], seed=flags.get("seed", 0),
-                augmentation=augment or "crop")
-        else:
-            source = DataSource.registered(
-                flags["dataset"], flags.get("data_dir"), validation_split=flags["validation_split"],
-                seed=flags.get("seed", 0), max_train_examples=flags.get("max_train_examples"))
-            data = source.load()
-            if not augment:
-                return data, source
-    except (ValueError, DataError) as e:
-        where = (f"--data_fn={flags['data_fn']}" if flags.get("data_fn") else
-                 f"--dataset={flags.get('dataset')} --data_dir={flags.get('data_dir')}")
-        raise app.UsageError(f"{where}: {e}") from None
+                _importable_from_cwd()
+                made = import_object(flags["data_fn"], argument="--data_fn")()
+                data = datasets.as_dataset(made)
+            else:
+                if not flags.get("data_dir"):
+                    raise app.UsageError("--dataset=folder needs --data_dir=DIR (one sub-folder "
+                                         "of images per class)")
+                size = flags.get("image_size")
+                data = datasets.from_directory(
+                    flags["data_dir"], image_size=[int(v) for v in size] if size else None,
+                    color_mode=flags.get("color_mode") or "rgb",
+                    validation_split=flags["validation_split"], seed=flags.get("seed", 0),
+                    augmentation=augment or "crop")
+        except (ValueError, DataError) as e:
+            where = (f"--data_fn={flags['data_fn']}" if flags.get("data_fn") else
+                     f"--dataset=folder --data_dir={flags.get('data_dir')}")
+            raise app.UsageError(f"{where}: {e}") from None
     if augment:
         data = dataclasses.replace(data, augmentation=datasets.augmentation_named(augment))
     return data, data

@@ -27,12 +27,16 @@ setup(
         "absl-py",
         "numpy",
         "ai-edge-litert>=2.3,<3",
+        # The default strategy (BayesOpt) fits scikit-learn's Gaussian process.
+        "scikit-learn",
     ],
     extras_require={
         # Only dev builds of tflite-micro exist on PyPI: pin exactly.
         "micro": ["tflite-micro==0.dev20261023182759"],
         "ray": ["ray[tune]"],
         "examples": ["scikit-learn"],
+        # strategies.TPE (--strategy=tpe): Optuna's TPE sampler through ask/tell.
+        "tpe": ["optuna>=4,<7"],
         # tools/report.py's plots; tensorboard to view the event files a search writes.
         "plot": ["matplotlib", "tensorboard"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
@@ -40,7 +44,8 @@ setup(
         "benchmark": ["keras-tuner>=1.4,<2", "tensorboard"],
         # The export tests measure TFLite Micro arenas with the real interpreter; the Ray
         # runner tests start a local Ray, the report tests render real PNGs.
-        "test": ["pytest", "pytest-timeout", "scikit-learn", "tflite-micro==0.dev20261023182759",
+        "test": ["pytest", "pytest-timeout", "scikit-learn", "optuna>=4,<7",
+                 "tflite-micro==0.dev20261023182759",
                  "ray", "matplotlib"],
     },
     classifiers=[

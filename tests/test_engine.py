@@ -10,7 +10,14 @@ import pytest
 import keras_cnas as cnas
 from keras_cnas.engine import InProcessRunner, ProcessPoolRunner, SearchDirError, TrialStore
 from keras_cnas.spaces import CategoricalSpace
-from keras_cnas.strategies import MonteCarlo, RandomSearch, RegularizedEvolution
+from keras_cnas.strategies import (
+    RCAS,
+    BayesOpt,
+    LocalSearch,
+    MonteCarlo,
+    RandomSearch,
+    RegularizedEvolution,
+)
 from keras_cnas.training.tabular import TabularEvaluator
 from keras_cnas.trial import TrialStatus
 
@@ -71,6 +78,35 @@ def test_max_trials_counts_evaluated_trials_and_defaults_to_the_strategys_phases
     result = cnas.search(space, strategy=MonteCarlo(num_random=5, num_adaptive=5, num_full=2),
                          evaluator=evaluator, max_trials=7, search_dir=tmp_path / "b", verbose=False)
     assert len(result.trials) == 7
+
+
+@pytest.mark.parametrize("make", [RandomSearch, RegularizedEvolution, MonteCarlo, BayesOpt,
+                                  LocalSearch, lambda: RCAS()])
+def test_max_trials_is_each_strategys_budget_and_it_spends_all_of_it(tmp_path, make):
+    space, evaluator = CategoricalSpace(SIZES, 0, costs=COSTS), TabularEvaluator(TABLE, metric="acc")
+    result = cnas.search(space, strategy=make(), evaluator=evaluator, max_trials=120,
+                         search_dir=tmp_path, verbose=False, tensorboard=False)
+    assert len(result.trials) == 120
+    assert json.loads((tmp_path / "summary.json").read_text())["ended_early"] is None
+
+
+def test_montecarlo_with_three_trials_still_ends_at_full_fidelity(tmp_path):
+    space, evaluator = _problem()
+    result = cnas.search(space, strategy=MonteCarlo(), evaluator=evaluator, max_trials=3,
+                         search_dir=tmp_path, verbose=False, tensorboard=False)
+    assert [t.phase for t in result.trials] == ["random", "adaptive", "full"]
+    assert result.best.fidelity == "full"
+
+
+def test_a_strategy_that_ends_early_says_so_in_the_output_and_the_summary(tmp_path, capsys):
+    space = CategoricalSpace([2, 2])  # 4 architectures, fewer than the budget
+    table = {k: {"acc": 0.5} for k in ("00", "01", "10", "11")}
+    cnas.search(space, strategy=RandomSearch(), evaluator=TabularEvaluator(table, metric="acc"),
+                max_trials=10, search_dir=tmp_path, tensorboard=False)
+    out = capsys.readouterr().out
+    assert "random ended after 4 of 10 trials: no unseen feasible spec found" in out
+    ended = json.loads((tmp_path / "summary.json").read_text())["ended_early"]
+    assert ended["trials"] == 4 and ended["budget"] == 10 and "exhausted" in ended["reason"]
 
 
 def test_montecarlo_finds_the_known_optimum_through_the_engine(tmp_path):

@@ -369,3 +369,23 @@ def test_an_int8_drop_within_the_tolerance_keeps_post_training_quantization(trai
     report = export_model(trained, tmp_path, "int8", digits, max_int8_drop=100.0, latency_runs=5)
     assert report["int8_check"]["within"] and not report["int8_check"]["qat_tried"]
     assert report["qat"] is False
+
+
+def test_an_int8_drop_on_a_model_qat_cannot_wrap_keeps_the_post_training_artifact(digits,
+                                                                                   tmp_path):
+    # tfmot's default scheme refuses a BatchNormalization that follows no conv (as in ENAS
+    # cells): the export must keep its post-training int8 artifact, not fail.
+    keras.backend.clear_session()
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.BatchNormalization()(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(digits.x_train, digits.y_train, epochs=5, verbose=0)
+    # Calibrating on blank images collapses post-training int8, which calls for QAT.
+    blank = np.zeros((50, 8, 8, 1), np.float32)
+    report = export_model(model, tmp_path, "int8", digits, representative_data=blank,
+                          max_int8_drop=0.5, latency_runs=5)
+    check = report["int8_check"]
+    assert check["ptq_drop_points"] > 0.5 and check["qat_tried"] and not check["qat_kept"]
+    assert "cannot wrap" in check["qat_error"]
+    assert "(QAT not possible)" in check["summary"] and (tmp_path / "model.tflite").exists()

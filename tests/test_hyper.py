@@ -239,7 +239,8 @@ def test_coordinate_descent_steps_ordered_values_and_jumps_unordered_ones():
     assert space.ordered_decisions() == [True, False]
     moves = moves_for(space)
     spec = space.spec({"units": 8, "act": "relu"})
-    deltas = {(m.coordinate, m.delta) for m in moves.moves(spec)}
-    assert deltas == {("decisions[0]", 1), ("decisions[1]", 1), ("decisions[1]", 2)}
-    jumped = moves.apply(spec, next(m for m in moves.moves(spec) if m.delta == 2), None)
+    found = {(m.kind, m.coordinate, m.delta, m.value) for m in moves.moves(spec)}
+    assert found == {("step", "decisions[0]", 1, None), ("jump", "decisions[1]", None, 1),
+                     ("jump", "decisions[1]", None, 2)}
+    jumped = moves.apply(spec, next(m for m in moves.moves(spec) if m.value == 2), None)
     assert jumped.as_dict() == {"units": 8, "act": "elu"}

@@ -97,7 +97,9 @@ def test_search_path_is_recorded_in_summary_json(tmp_path):
     assert all(step["evaluations"] >= 1 for step in path)
 
 
-def test_lazy_greedy_resumes_exactly_from_its_json_state():
+@pytest.mark.parametrize("num_trials", [None, 100])
+def test_lazy_greedy_resumes_exactly_from_its_json_state(num_trials):
+    # With a budget the greedy passes are followed by local search: resumed there too.
     space, evaluator, *_ = coverage_problem(3)
     budget = cnas.Constraints(max_params=10.0)
 
@@ -114,17 +116,54 @@ def test_lazy_greedy_resumes_exactly_from_its_json_state():
             trial_id += 1
         return asked, trial_id
 
-    whole = RCAS()
+    whole = RCAS(num_trials=num_trials)
     whole.setup(SearchContext(space, budget, space.estimate))
     all_asks, _ = drive(whole, 0, 10_000)
-    first = RCAS()
+    first = RCAS(num_trials=num_trials)
     first.setup(SearchContext(space, budget, space.estimate))
     head, n = drive(first, 0, 15)
-    second = RCAS()
+    second = RCAS(num_trials=num_trials)
     second.setup(SearchContext(space, budget, space.estimate))
     second.load_state_dict(json.loads(json.dumps(first.state_dict())))
     tail, _ = drive(second, 0, 10_000, trial_id=n)
     assert head + tail == all_asks
+    assert len(all_asks) == (num_trials or len(all_asks))
+
+
+def test_with_budget_left_after_its_passes_rcas_continues_with_local_search(tmp_path):
+    space, evaluator, *_ = coverage_problem(4)
+    budget = cnas.Constraints(max_params=10.0)
+    plain = cnas.search(space, budget, strategy=RCAS(), evaluator=evaluator,
+                        search_dir=tmp_path / "plain", verbose=False, tensorboard=False)
+    assert plain.summary["ended_early"] is None  # no budget given: the paper's algorithm
+    result = cnas.search(space, budget, strategy=RCAS(), evaluator=evaluator, max_trials=150,
+                         search_dir=tmp_path / "budget", verbose=False, tensorboard=False)
+    assert len(plain.trials) < 150 == len(result.trials)
+    phases = [t.phase for t in result.trials]
+    assert phases[:len(plain.trials)] == [t.phase for t in plain.trials]
+    assert set(phases[len(plain.trials):]) == {"local_search"}
+    assert result.best.score >= plain.best.score
+    report = result.summary["strategy_report"]
+    assert report["local_search"]["trials"] == 150 - len(plain.trials)
+    assert len({t.spec.key() for t in result.trials}) == 150  # nothing evaluated twice
+
+
+def test_apr_and_amr_price_by_the_bounded_cost_when_params_and_madds_are_not_bounded(tmp_path):
+    space, evaluator, *_ = coverage_problem(5)
+    # A latency-only budget: APR and AMR divide the gain by the latency increase.
+    costs = {k: {**v, "latency_ms": 2.0 * v["params"] + 1.0} for k, v in space.cost_table.items()}
+    timed = CategoricalSpace([2] * 10, empty_choice=0, costs=costs)
+    result = cnas.search(timed, cnas.Constraints(max_latency_ms=21.0), strategy=RCAS(),
+                         evaluator=evaluator, search_dir=tmp_path, verbose=False, tensorboard=False)
+    rules = result.summary["strategy_report"]["rules"]
+    assert {r: rules[r]["stopped"] is not None for r in rules} == {"uc": True, "apr": True, "amr": True}
+    assert all(t.costs["latency_ms"] <= 21.0 for t in result.trials)
+    # Gain per millisecond is gain per parameter here (latency = 2 params + 1): the same set.
+    same = cnas.search(space, cnas.Constraints(max_params=10.0), strategy=LazyGreedy(("apr",)),
+                       evaluator=evaluator, search_dir=tmp_path / "params", verbose=False,
+                       tensorboard=False)
+    assert rules["apr"]["final"]["decisions"] == \
+        same.summary["strategy_report"]["rules"]["apr"]["final"]["decisions"]
 
 
 def test_rcas_on_nas_bench_macro_under_a_params_budget(shared_data, tmp_path):

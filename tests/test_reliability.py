@@ -101,7 +101,10 @@ def test_no_loader_runs_code_from_a_model_file(hostile_models, kind, why, tmp_pa
     best = tmp_path / "best"
     best.mkdir()
     (best / "model.keras").write_bytes((model_dir / "model.keras").read_bytes())
-    result = cnas.engine.SearchResult(None, [], {}, {}, tmp_path)
+    from keras_cnas.trial import Trial, TrialStatus
+
+    finished = Trial(0, cnas.spaces.reference.resnet_cifar(8), status=TrialStatus.COMPLETED)
+    result = cnas.engine.SearchResult(finished, [finished], {}, {}, tmp_path)
     with pytest.raises(ModelFileError, match=why):
         result.best_model()
     assert not marker.exists()

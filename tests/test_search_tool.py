@@ -75,7 +75,7 @@ def test_impossible_constraints_exit_non_zero_within_60_seconds(tmp_path):
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
-    for flag, known in (("--strategy=annealing", "evolution|lazy_greedy|montecarlo|random|rcas"),
+    for flag, known in (("--strategy=annealing", "bayesopt|evolution|lazy_greedy|local_search|montecarlo|random"),
                         ("--space=cells", "descriptor|blockset"),
                         ("--dataset=imagenet", "cifar10|digits|mnist")):
         out = subprocess.run([sys.executable, "tools/search.py", flag, f"--search_dir={tmp_path}"],
@@ -117,6 +117,26 @@ def test_ensemble_size_reports_the_majority_vote_test_accuracy(tmp_path):
     ensemble = json.loads((tmp_path / "ensemble.json").read_text())
     assert ensemble["members"] == 2 and 0.0 <= ensemble["accuracy"] <= 1.0
     assert "ensemble of the best 2 trials, majority vote: test accuracy" in out.stdout
+
+
+def test_the_default_strategy_searches_digits_spends_its_budget_and_exports(tmp_path):
+    """No --strategy: the benchmark's winner (Bayesian optimisation) under a params bound,
+    its surrogate steering the trials after the random start, then a verified int8 export."""
+    search_dir = tmp_path / "default"
+    out = run("--max_trials=12", "--full_epochs=1", "--max_params=5000", "--export=int8",
+              f"--search_dir={search_dir}", timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((search_dir / "summary.json").read_text())
+    assert summary["config"]["strategy"]["name"] == "bayesopt"
+    assert summary["num_trials"] == 12 and summary["ended_early"] is None
+    with sqlite3.connect(search_dir / "trials.db") as conn:
+        phases = [row[0] for row in conn.execute("SELECT phase FROM trials ORDER BY id")]
+        params = [json.loads(row[0])["params"] for row in conn.execute("SELECT costs_json FROM trials")]
+    assert phases[:10] == ["random"] * 10 and "model" in phases[10:]
+    assert max(params) <= 5000 and summary["best"]["costs"]["params"] <= 5000
+    export = json.loads((search_dir / "best" / "export.json").read_text())
+    assert export["quantize"] == "int8" and export["tflite_bytes"] > 0
+    assert (search_dir / "best" / "model.tflite").stat().st_size == export["tflite_bytes"]
 
 
 def test_blockset_lazy_greedy_search_on_digits_completes_and_exports(tmp_path):

@@ -263,3 +263,29 @@ def test_categorical_space_validates_arguments():
         CategoricalSpace([])
     with pytest.raises(InvalidSpecError, match="empty_choice: 5"):
         CategoricalSpace([3, 3], empty_choice=5)
+
+
+def test_categorical_space_says_which_decisions_are_ordered_and_round_trips_it():
+    space = CategoricalSpace([3, 4], ordered=[True, False])
+    assert space.ordered_decisions() == [True, False]
+    assert Space.from_json(space.to_json()).ordered_decisions() == [True, False]
+    assert CategoricalSpace([3, 4]).ordered_decisions() == [False, False]
+    assert "ordered" not in CategoricalSpace([3, 4]).get_config()  # older configs still match
+    assert CategoricalSpace([3, 4], ordered=True).get_config()["ordered"] is True
+    with pytest.raises(ValueError, match=r"ordered: expected True / False or one bool per "
+                                         r"decision \(2 of them\), got \[True\]"):
+        CategoricalSpace([3, 4], ordered=[True])
+
+
+def test_every_space_says_which_decisions_are_ordered():
+    from keras_cnas.spaces import BlockSetSpace, BlockType, DescriptorSpace, EnasCellSpace
+
+    descriptor = DescriptorSpace((8, 8, 1), 4, max_conv_layers=2)
+    assert all(descriptor.ordered_decisions())
+    assert len(descriptor.ordered_decisions()) == len(descriptor.decision_sizes())
+    cell = EnasCellSpace((8, 8, 1), 4)
+    assert cell.ordered_decisions()[0] and not any(cell.ordered_decisions()[1:])
+    assert not any(BlockSetSpace((32, 32, 3), 10).ordered_decisions())  # grouped types: labels
+    chain = BlockSetSpace((32, 32, 3), 10, block_types=[BlockType("mb_k3_e3", 3, 3),
+                                                        BlockType("mb_k5_e6", 6, 5)])
+    assert all(chain.ordered_decisions())

@@ -19,6 +19,7 @@ from keras_cnas.costs import Constraints, CostReport, estimate
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.spaces import (
     BlockSetSpace,
+    BlockType,
     CategoricalSpace,
     CategoricalSpec,
     Descriptor,
@@ -43,7 +44,7 @@ TARGET = (5, 2, 6, 1, 4, 3)
 
 
 def categorical_space() -> CategoricalSpace:
-    return CategoricalSpace([8] * len(TARGET))
+    return CategoricalSpace([8] * len(TARGET), ordered=True)
 
 
 def categorical_objective(spec: Spec) -> float:
@@ -82,6 +83,9 @@ SMALL = {
     "random": {"num_samples": 30},
     "montecarlo": {"num_random": 10, "num_adaptive": 16, "num_full": 6},
     "evolution": {"population_size": 8, "sample_size": 3, "num_trials": 30},
+    "local_search": {"num_trials": 30},
+    "bayesopt": {"num_trials": 16, "num_initial": 5, "num_proposals": 40},
+    "tpe": {"num_trials": 25, "n_startup_trials": 5},
     # The trials here carry a score and no accuracy: reward the score.
     "reinforce": {"num_trials": 10, "reward_metric": None, "lstm_size": 8},
 }
@@ -277,6 +281,15 @@ def test_resume_from_a_json_state_dict_continues_with_the_same_asks(name, proble
     assert asks(loop.trials) == asks(reference.trials)
 
 
+@pytest.mark.parametrize("budget", [3, 41])
+def test_set_budget_makes_the_strategy_spend_exactly_that_many_trials(name, budget):
+    strategy = make(name)
+    strategy.set_budget(budget)
+    assert strategy.planned_trials == budget
+    trials = Loop("categorical").run(setup(strategy, "categorical", seed=3))
+    assert len(trials) == budget and strategy.stop_reason is None
+
+
 def test_seeds_give_different_searches(name):
     a = Loop("categorical").run(setup(make(name), "categorical", seed=0))
     b = Loop("categorical").run(setup(make(name), "categorical", seed=1))
@@ -299,6 +312,8 @@ def test_a_tiny_space_is_exhausted_without_repeats_or_endless_loops(name):
     keys = [(t.spec.key(), t.fidelity) for t in trials]
     assert len(set(keys)) == len(keys) and {k for k, _ in keys} <= {"00", "01", "10", "11"}
     assert strategy.ask() is None
+    if len(trials) < strategy.planned_trials:  # ended early: it says why
+        assert "exhausted" in strategy.stop_reason or "converged" in strategy.stop_reason
 
 
 BAD_ARGUMENTS = [
@@ -361,9 +376,15 @@ def test_montecarlo_beats_or_matches_random_search_on_average(problem):
     assert np.mean(mc) >= np.mean(rs), (mc, rs)
 
 
-def test_montecarlo_works_on_a_blockset_space_through_decision_steps():
+@pytest.mark.parametrize("types, kind", [(None, "jump"), ("chain", "step")])
+def test_montecarlo_works_on_a_blockset_space_through_decision_moves(types, kind):
+    # The default block table has no order (grouped and plain types): jumps. A chain
+    # (empty < ir_t1 < ir_t6, as NAS-Bench-Macro's) is ordered: ±1 steps.
+    chain = [BlockType("ir_t1", 1), BlockType("ir_t6", 6)] if types == "chain" else None
     space = BlockSetSpace((16, 16, 3), 10, skeleton=Skeleton(
-        stem_filters=8, stem_stride=2, stages=((8, 1, 2), (16, 2, 2)), head_filters=0))
+        stem_filters=8, stem_stride=2, stages=((8, 1, 2), (16, 2, 2)), head_filters=0),
+        block_types=chain)
+    assert space.ordered_decisions() == [kind == "step"] * 4
     strategy = MonteCarlo(num_random=5, num_adaptive=10, num_full=3)
     strategy.setup(SearchContext(space, Constraints(max_params=20_000), estimate), seed=0)
     trials = []
@@ -378,7 +399,24 @@ def test_montecarlo_works_on_a_blockset_space_through_decision_steps():
     assert len(trials) == 18
     assert all(estimate(t.spec).params <= 20_000 for t in trials)
     moves = {t.info.get("move") for t in trials if t.phase == "adaptive"}
-    assert "step" in moves and not moves & {"scale", "add_layer", "remove_layer"}
+    assert moves - {"random"} == {kind}
+
+
+def test_unordered_decisions_jump_and_ordered_ones_step():
+    from keras_cnas.strategies.moves import DecisionMoves
+
+    space = CategoricalSpace([4, 4], ordered=[True, False])
+    spec = space.spec([1, 1])
+    moves = DecisionMoves(space).moves(spec)
+    assert [(m.kind, m.delta, m.value) for m in moves] == [
+        ("step", 1, None), ("step", -1, None), ("jump", None, 0), ("jump", None, 2),
+        ("jump", None, 3)]
+    assert [DecisionMoves(space).apply(spec, m, None).decisions for m in moves] == [
+        (2, 1), (0, 1), (1, 0), (1, 2), (1, 3)]
+    # Mutations (evolution) follow the same rule.
+    assert sorted(m.spec.decisions for m in space.mutations(spec, None)) == [
+        (0, 1), (1, 0), (1, 2), (1, 3), (2, 1)]
+    assert len(CategoricalSpace([4, 4]).mutations(spec, None)) == 6
 
 
 def _improved(trial: Trial, earlier: list[Trial]) -> bool:

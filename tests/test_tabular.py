@@ -1,6 +1,7 @@
 """Table-backed evaluation and categorical cost tables: NAS-Bench-Macro, Channel-Bench-Macro."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -220,3 +221,42 @@ def test_tabular_problem_errors(shared_data, tmp_path):
         tabular_problem("nasbench", shared_data)
     with pytest.raises(FileNotFoundError, match="data_dir: no nas-bench-macro/"):
         tabular_problem("nas-bench-macro", tmp_path)
+
+
+# --- benchmarks/tabular.py -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The benchmark program as a module (its absl flags are defined once)."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "tabular.py"
+    spec = importlib.util.spec_from_file_location("tabular_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shuffled_copy_relabels_each_decision_and_keeps_the_empty_choice(bench, shared_data, tmp_path):
+    copy = bench.shuffled_copy("nas-bench-macro", str(shared_data), tmp_path, seed=0)
+    assert copy.ordered is False and copy.empty_choice == 0
+    space, evaluator = copy.problem(shared_data)
+    original_space, original = tabular_problem("nas-bench-macro", shared_data)
+    assert not any(space.ordered_decisions()) and all(original_space.ordered_decisions())
+    rows = sorted(json.dumps(r, sort_keys=True) for r in evaluator.table.values())
+    assert rows == sorted(json.dumps(r, sort_keys=True) for r in original.table.values())
+    assert evaluator.table["00000000"] == original.table["00000000"]  # empty stays empty
+    moved = sum(evaluator.table[k] != original.table[k] for k in original.table)
+    assert moved > len(original.table) // 2
+
+
+def test_anytime_strategies_first_n_trials_equal_a_run_with_max_trials_n(bench, shared_data):
+    """Why the benchmark may run an ANYTIME strategy once at the largest N."""
+    _, _, bound, _ = bench.budgets("nas-bench-macro", str(shared_data))[1]
+    for strategy in sorted(bench.ANYTIME - {"reinforce"}):  # reinforce: a TF LSTM, slow here
+        runs = {}
+        for n in (15, 30):
+            job = ("nas-bench-macro", "original", str(shared_data), "", "params", bound, strategy, n, 3)
+            runs[n] = bench.run_one(job)[1]
+        assert len(runs[30]) == 30 and runs[30][:15] == runs[15], strategy

@@ -122,8 +122,9 @@ flags.DEFINE_enum("export", None, list(cli.EXPORT_QUANTIZATIONS),
                   "(--max_tflite_bytes, --max_arena_bytes, --max_latency_ms) are taken on "
                   "(default int8).")
 # Strategy
-flags.DEFINE_enum("strategy", "montecarlo", cli.STRATEGY_NAMES, "Search strategy (benas: B-ENAS "
-                  "with weight sharing, for --space=enas_cell).")
+flags.DEFINE_enum("strategy", "bayesopt", cli.STRATEGY_NAMES, "Search strategy (default: "
+                  "the tabular benchmark's winner, see docs/results.md; benas: B-ENAS with "
+                  "weight sharing, for --space=enas_cell).")
 flags.DEFINE_enum("cost_rule", "apr", ["uc", "apr", "amr"], "Lazy greedy: gain per nothing (uc), "
                   "per parameter (apr) or per multiply-add (amr); rcas runs all three.")
 flags.DEFINE_integer("num_random", 50, "Monte Carlo: random samples (paper: 50).", lower_bound=0)

@@ -222,7 +222,8 @@ def search(space: Space, constraints: Constraints | None = None, *,
         space: the search space.
         constraints: hard upper bounds (analytic ones are checked before a candidate is
             evaluated; measured ones, such as ``train_seconds``, on the result).
-        strategy: default ``MonteCarlo()``.
+        strategy: default ``BayesOpt()`` (Gaussian-process Bayesian optimisation; the
+            tabular benchmark in ``docs/results.md`` chose it).
         evaluator: how candidates are scored; default ``KerasEvaluator(data)``.
         data: the default evaluator's data: a ``keras_cnas.data.Dataset``, ``(x, y)`` NumPy
             arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` pipelines) or an image
@@ -230,8 +231,11 @@ def search(space: Space, constraints: Constraints | None = None, *,
         objective: the default evaluator's objective: ``"J"`` (MIT-LL, the default),
             ``"val_accuracy"``, ``"val_loss"`` or ``(metric, "min" | "max")``; with
             ``evaluator=``, set it there.
-        max_trials: evaluated trials to run in total (resumed ones included); default: the
-            strategy's own phase counts decide.
+        max_trials: evaluated trials to run in total (resumed ones included): the
+            strategy's budget, which it scales its own phases to (``set_budget``); default:
+            the strategy's own phase counts decide. A strategy that ends before it (the
+            space exhausted, a converged policy) says why in the progress output and in
+            ``summary.json["ended_early"]``.
         search_dir: where ``trials.db``, ``summary.json`` and ``best/`` go; a new temporary
             directory if None. A directory holding a search is refused unless ``resume``
             or ``overwrite``; so are an empty path, the current directory, home and ``/``.
@@ -297,6 +301,11 @@ class _Search:
             raise ValueError("resume and overwrite: pass at most one of them")
         self.space, self.constraints, self.seed = space, constraints, seed
         self.strategy = strategy if strategy is not None else _default_strategy()
+        # What identifies the search is the strategy as configured, not its budget: a
+        # resume may raise max_trials (the strategy then plans for the new budget).
+        self.strategy_config = self.strategy.get_config()
+        if max_trials is not None:
+            self.strategy.set_budget(max_trials)
         self.evaluator = evaluator if evaluator is not None else _default_evaluator(data)
         self.runner = runner if runner is not None else InProcessRunner()
         self.max_trials, self.finalize, self.verbose = max_trials, finalize, verbose
@@ -306,6 +315,7 @@ class _Search:
         self.config_extra = config_extra
         self.tensorboard = tensorboard
         self._config: dict[str, Any] | None = None
+        self.ended_early: dict[str, Any] | None = None
         self.estimate: Callable[[Spec], CostReport] = getattr(space, "estimate", analytic_estimate)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -319,7 +329,7 @@ class _Search:
             identity = getattr(self.evaluator, "identity", self.evaluator.to_json_config)
             self._config = {
                 "space": json.loads(self.space.to_json()), "constraints": self.constraints.to_dict(),
-                "strategy": {"name": self.strategy.name, "config": self.strategy.get_config()},
+                "strategy": {"name": self.strategy.name, "config": self.strategy_config},
                 "seed": self.seed, "scoring": identity()}
         return self._config
 
@@ -490,11 +500,24 @@ class _Search:
             if board is not None:
                 board.close()
         runner.close()
+        self.ended_early = self._ended_early(store, total) if error is None else None
+        if self.ended_early is not None:
+            line = (f"{strategy.name} ended after {self.ended_early['trials']} of "
+                    f"{self.ended_early['budget']} trials: {self.ended_early['reason']}")
+            print(line, flush=True) if self.verbose else logger.warning(line)
         # A search that gave up does not spend a retraining on its best: it failed.
         result = self.finish(store, finalize=self.finalize and error is None)
         if error is not None:
             raise error
         return result
+
+    def _ended_early(self, store: TrialStore, total: int | None) -> dict[str, Any] | None:
+        """Trials short of the budget when the strategy stopped proposing, and why."""
+        done = store.count()
+        if total is None or done >= total:
+            return None
+        return {"trials": done, "budget": total,
+                "reason": self.strategy.stop_reason or "the strategy proposed nothing more"}
 
     def _open_tensorboard(self, store: TrialStore) -> Any:
         """The TensorBoard writer, caught up with trials finished before a resume; None if
@@ -570,6 +593,7 @@ class _Search:
             "num_trials": len(trials),
             "status_counts": dict(counts),
             "rejected_proposals": self.strategy.rejections,
+            "ended_early": self.ended_early,
             "strategy_report": self.strategy.report(),
             "objective": {"name": objective, "direction": self.evaluator.direction},
             "config": {**self.config(), "evaluator": self.evaluator.to_json_config(),
@@ -689,9 +713,9 @@ def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
 
 
 def _default_strategy() -> Strategy:
-    from keras_cnas.strategies import MonteCarlo
+    from keras_cnas.strategies import BayesOpt
 
-    return MonteCarlo()
+    return BayesOpt()
 
 
 def _default_evaluator(data: Any, objective: Any = None) -> Evaluator:

@@ -337,21 +337,28 @@ def _protect_int8(tflite: bytes, model: Any, data: Dataset, calibration: Any, in
     if points > max_drop and not qat:
         logger.info("export: int8 loses %.2f points (> %.2f); fine-tuning with QAT", points,
                     max_drop)
-        qat_tflite = to_tflite(model, "int8", calibration, int8_io, qat=True, qat_data=data,
-                               qat_epochs=qat_epochs, seed=seed)
-        qat_points, _, qat_acc = drop(qat_tflite)
-        check.update(qat_tried=True, qat_epochs=qat_epochs, ptq_drop_points=points,
-                     qat_drop_points=qat_points, qat_int8_accuracy=qat_acc)
-        if qat_points < points:
-            tflite, points, int8_acc = qat_tflite, qat_points, qat_acc
-            check.update(qat_kept=True, int8_accuracy=qat_acc, drop_points=qat_points)
+        check.update(qat_tried=True, qat_epochs=qat_epochs, ptq_drop_points=points)
+        try:
+            qat_tflite = to_tflite(model, "int8", calibration, int8_io, qat=True, qat_data=data,
+                                   qat_epochs=qat_epochs, seed=seed)
+        except ValueError as e:  # tfmot cannot wrap every model (e.g. ENAS cells' BN)
+            logger.warning("export: QAT is not possible for this model (%s); keeping the "
+                           "post-training int8 artifact", e)
+            check["qat_error"] = str(e)
+        else:
+            qat_points, _, qat_acc = drop(qat_tflite)
+            check.update(qat_drop_points=qat_points, qat_int8_accuracy=qat_acc)
+            if qat_points < points:
+                tflite, points, int8_acc = qat_tflite, qat_points, qat_acc
+                check.update(qat_kept=True, int8_accuracy=qat_acc, drop_points=qat_points)
     check["within"] = points <= max_drop
     if qat:
         how = "with the requested QAT"
     elif check["qat_kept"]:
         how = f"after QAT ({check['ptq_drop_points']:+.2f} without)"
     else:
-        how = "post-training" + (" (QAT did not help)" if check["qat_tried"] else "")
+        how = "post-training" + (" (QAT not possible)" if "qat_error" in check else
+                                 " (QAT did not help)" if check["qat_tried"] else "")
     check["summary"] = (f"int8 drop {points:.2f} points on the {check['split']} split {how}, "
                         f"{'within' if check['within'] else 'ABOVE'} the tolerance of "
                         f"{max_drop:g} (max_int8_drop)")

@@ -170,6 +170,16 @@ class Space(abc.ABC):
     def get_config(self) -> dict[str, Any]:
         """JSON-compatible constructor arguments: ``type(self)(**get_config())`` rebuilds it."""
 
+    def ordered_decisions(self) -> list[bool]:
+        """Whether each decision's choices are ordered (True) or merely labels (False).
+
+        Ordered: filters, kernel sizes, widths, depths, identity < small < big block, so
+        a ±1 step is a step in one direction. Unordered: operation or block types, input
+        indices, where a neighbour is any other value. The default is unordered (no order
+        assumed); spaces that know better override it.
+        """
+        return [False] * len(self.decision_sizes())
+
     @property
     def empty_choice(self) -> int | None:
         """The decision value meaning "nothing here" (identity), if the space has one."""
@@ -247,6 +257,34 @@ def require(payload: Mapping[str, Any], field: str) -> Any:
     except KeyError:
         raise InvalidSpecError(
             f"{field}: missing; the spec JSON has fields {sorted(payload)}") from None
+
+
+def neighbour_values(value: int, size: int, ordered: bool) -> list[int]:
+    """The values one mutation may give a decision now at ``value``: the adjacent ones
+    (±1) of an ordered decision, every other one of an unordered decision.
+
+    Example:
+        >>> neighbour_values(2, 5, ordered=True), neighbour_values(2, 5, ordered=False)
+        ([1, 3], [0, 1, 3, 4])
+    """
+    if ordered:
+        return [v for v in (value - 1, value + 1) if 0 <= v < size]
+    return [v for v in range(size) if v != value]
+
+
+def check_ordered(ordered: Any, sizes: Sequence[int]) -> tuple[bool, ...]:
+    """``ordered`` (one bool for every decision, or one bool per decision) as a tuple.
+
+    Raises:
+        ValueError: naming ``ordered`` when it is neither.
+    """
+    if isinstance(ordered, (bool, np.bool_)):
+        return (bool(ordered),) * len(sizes)
+    if isinstance(ordered, Sequence) and not isinstance(ordered, str) \
+            and len(ordered) == len(sizes) and all(isinstance(o, (bool, np.bool_)) for o in ordered):
+        return tuple(bool(o) for o in ordered)
+    raise ValueError(f"ordered: expected True / False or one bool per decision "
+                     f"({len(sizes)} of them), got {ordered!r:.80}")
 
 
 def decisions_key(decisions: Sequence[int], sizes: Sequence[int]) -> str:

@@ -334,6 +334,12 @@ class BlockSetGenotype(Spec):
 SPEC_TYPES.add(BlockSetGenotype.SPACE, BlockSetGenotype)
 
 
+def _is_chain(types: Sequence[BlockType]) -> bool:
+    return all(b.expansion >= a.expansion and b.kernel >= a.kernel
+               and b.expand_groups <= a.expand_groups and b.project_groups <= a.project_groups
+               for a, b in zip(types, types[1:]))
+
+
 @SPACES.register("blockset")
 class BlockSetSpace(Space):
     """Block-set genotypes over a fixed skeleton (RCAS).
@@ -407,21 +413,37 @@ class BlockSetSpace(Space):
                     f"{getattr(self._empty, field)!r:.100}")
 
     def mutations(self, spec: Spec, rng: np.random.Generator) -> list[Mutation]:
-        """Every genotype that differs from ``spec`` at exactly one position."""
+        """Every genotype that differs from ``spec`` at exactly one position: the next
+        smaller or bigger choice when the block table is ordered, any other allowed one when
+        it is not."""
         self.validate(spec)
         assert isinstance(spec, BlockSetGenotype)
         out = []
         names = ["empty"] + [t.name for t in self.block_types]
+        ordered = self.ordered_decisions()
         for p, allowed in enumerate(self.allowed):
-            for choice in allowed:
-                if choice != spec.blocks[p]:
-                    blocks = spec.blocks[:p] + (choice,) + spec.blocks[p + 1:]
-                    out.append(Mutation("set", f"position {p}: {names[spec.blocks[p]]} -> "
-                                               f"{names[choice]}", self.genotype(blocks)))
+            current = spec.blocks[p]
+            if ordered[p]:  # the adjacent allowed choices
+                lower = [c for c in allowed if c < current]
+                upper = [c for c in allowed if c > current]
+                options = lower[-1:] + upper[:1]
+            else:
+                options = [c for c in allowed if c != current]
+            for choice in options:
+                blocks = spec.blocks[:p] + (choice,) + spec.blocks[p + 1:]
+                out.append(Mutation("set", f"position {p}: {names[current]} -> {names[choice]}",
+                                    self.genotype(blocks)))
         return out
 
     def decision_sizes(self) -> list[int]:
         return [len(self.block_types) + 1] * self.skeleton.num_positions
+
+    def ordered_decisions(self) -> list[bool]:
+        """Ordered when the block table is a chain (empty < each type < the next, every
+        type at least as big as the one before: expansion and kernel no smaller, groups no
+        more), as NAS-Bench-Macro's identity < MB k3 e3 < MB k5 e6; else the choices are
+        block types without an order."""
+        return [_is_chain(self.block_types)] * self.skeleton.num_positions
 
     def to_decisions(self, spec: Spec) -> list[int]:
         self.validate(spec)

@@ -27,7 +27,9 @@ from keras_cnas.spaces.base import (
     Space,
     Spec,
     check_int,
+    check_ordered,
     decisions_key,
+    neighbour_values,
     require,
 )
 
@@ -110,14 +112,22 @@ class CategoricalSpace(Space):
             keys number choices from 0 (``"0312"``); a table whose keys number them from 1
             (Channel-Bench-Macro's ``"1423"``) needs ``key_offset=1``. The table is re-keyed
             once, on load, so that it is indexed by ``spec.key()``.
+        ordered: whether the choices of each decision are ordered (widths, depths,
+            identity < small < big block), one bool for all or one per decision. Coordinate
+            descent steps ±1 along an ordered decision and mutations go to the adjacent
+            values; an unordered decision (operation types) jumps to any other value.
+            Default False: choices are labels.
 
     The configuration stays JSON-compatible: a table given as a path is stored as the
     (absolute) path, an inline one as itself.
 
     Example:
-        >>> space = CategoricalSpace([3] * 8, empty_choice=0)
+        >>> space = CategoricalSpace([3] * 8, empty_choice=0, ordered=True)
         >>> space.from_decisions([0, 2, 0, 1, 2, 1, 0, 0]).key()
         '02012100'
+        >>> line = CategoricalSpace([4], ordered=True)
+        >>> [m.detail for m in line.mutations(line.spec([1]), None)]
+        ['decisions[0]: 1 -> 0', 'decisions[0]: 1 -> 2']
         >>> priced = CategoricalSpace([2, 2], costs={"01": {"params": 10}, "11": {"params": 20}},
         ...                           cost_fields=["params"])
         >>> priced.estimate(priced.from_decisions([1, 1])).params
@@ -128,12 +138,14 @@ class CategoricalSpace(Space):
 
     def __init__(self, decision_sizes: Sequence[int], empty_choice: int | None = None,
                  costs: Table | str | os.PathLike[str] | None = None, *,
-                 cost_fields: Sequence[str] | None = None, key_offset: int = 0):
+                 cost_fields: Sequence[str] | None = None, key_offset: int = 0,
+                 ordered: bool | Sequence[bool] = False):
         if not isinstance(decision_sizes, Sequence) or not decision_sizes:
             raise ValueError(
                 f"decision_sizes: expected a non-empty list of choice counts, got {decision_sizes!r}")
         self._sizes = tuple(check_int(f"decision_sizes[{i}]", s, 1)
                             for i, s in enumerate(decision_sizes))
+        self._ordered = check_ordered(ordered, self._sizes)
         if empty_choice is not None:
             check_int("empty_choice", empty_choice, 0, min(self._sizes) - 1,
                       fix="it must be a valid value of every decision")
@@ -202,7 +214,12 @@ class CategoricalSpace(Space):
                 config["cost_fields"] = list(self._cost_fields)
             if self._key_offset:
                 config["key_offset"] = self._key_offset
+        if any(self._ordered):  # absent when False, so older configs still match
+            config["ordered"] = (True if all(self._ordered) else list(self._ordered))
         return config
+
+    def ordered_decisions(self) -> list[bool]:
+        return list(self._ordered)
 
     @property
     def empty_choice(self) -> int | None:
@@ -249,16 +266,16 @@ class CategoricalSpace(Space):
                 f"spec.sizes: {list(spec.sizes)} differ from the space's {list(self._sizes)}")
 
     def mutations(self, spec: Spec, rng: np.random.Generator) -> list[Mutation]:
-        """Every spec that differs from ``spec`` in exactly one decision."""
+        """Every spec that differs from ``spec`` in one decision: by ±1 on an ordered
+        decision, to any other value on an unordered one."""
         self.validate(spec)
         assert isinstance(spec, CategoricalSpec)
         out = []
         d = spec.decisions
-        for i, size in enumerate(self._sizes):
-            for value in range(size):
-                if value != d[i]:
-                    out.append(Mutation("set", f"decisions[{i}]: {d[i]} -> {value}",
-                                        CategoricalSpec._trusted(d[:i] + (value,) + d[i + 1:], self._sizes)))
+        for i, (size, ordered) in enumerate(zip(self._sizes, self._ordered)):
+            for value in neighbour_values(d[i], size, ordered):
+                out.append(Mutation("set", f"decisions[{i}]: {d[i]} -> {value}",
+                                    CategoricalSpec._trusted(d[:i] + (value,) + d[i + 1:], self._sizes)))
         return out
 
     def decision_sizes(self) -> list[int]:

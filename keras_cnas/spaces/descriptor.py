@@ -462,6 +462,11 @@ class DescriptorSpace(Space):
                 + [self.max_fc_layers - self.min_fc_layers + 1]
                 + [self.max_hidden - self.min_hidden + 1] * self.max_fc_layers)
 
+    def ordered_decisions(self) -> list[bool]:
+        """Every decision is a count or a size (layers, filters, kernel, pool, stride,
+        hidden units): all ordered."""
+        return [True] * len(self.decision_sizes())
+
     def to_decisions(self, spec: Spec) -> list[int]:
         self.validate(spec)
         assert isinstance(spec, Descriptor)

@@ -558,6 +558,10 @@ class EnasCellSpace(Space):
             sizes += [j + 2, n_ops, j + 2, n_ops]
         return sizes
 
+    def ordered_decisions(self) -> list[bool]:
+        """The block count is ordered; inputs (which earlier node) and operations are not."""
+        return [True] + [False] * (4 * self.max_blocks)
+
     def to_decisions(self, spec: Spec) -> list[int]:
         self.validate(spec)
         assert isinstance(spec, EnasNet)

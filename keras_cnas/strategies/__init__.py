@@ -1,5 +1,6 @@
-"""Ask/tell search strategies: random search, Monte Carlo coordinate descent, evolution,
-RCAS lazy greedy and the B-ENAS REINFORCE controller.
+"""Ask/tell search strategies: Gaussian-process Bayesian optimisation (the default),
+random search, Monte Carlo coordinate descent, evolution, local search, Optuna's TPE, RCAS
+lazy greedy and the B-ENAS REINFORCE controller.
 
 A strategy proposes candidates (``ask``) and learns from finished trials (``tell``); it
 never trains anything. Strategies are registered by name in :data:`STRATEGIES`
@@ -17,12 +18,15 @@ Example:
 """
 
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
+from keras_cnas.strategies.bayesopt import BayesOpt
 from keras_cnas.strategies.evolution import RegularizedEvolution
 from keras_cnas.strategies.fixed import FixedSpecs
 from keras_cnas.strategies.lazy_greedy import RCAS, LazyGreedy
+from keras_cnas.strategies.local_search import LocalSearch
 from keras_cnas.strategies.montecarlo import MonteCarlo
 from keras_cnas.strategies.random_search import RandomSearch
 from keras_cnas.strategies.reinforce import Reinforce
+from keras_cnas.strategies.tpe import TPE
 
-__all__ = ["RCAS", "STRATEGIES", "FixedSpecs", "LazyGreedy", "MonteCarlo", "RandomSearch", "RegularizedEvolution", "Reinforce",
-           "SearchContext", "Strategy"]
+__all__ = ["RCAS", "STRATEGIES", "BayesOpt", "FixedSpecs", "LazyGreedy", "LocalSearch", "MonteCarlo",
+           "RandomSearch", "RegularizedEvolution", "Reinforce", "SearchContext", "Strategy", "TPE"]

@@ -57,6 +57,57 @@ def sample_unseen(strategy: Strategy, seen: Container[str],
     return None
 
 
+def probe_costs(context: Any) -> dict[str, Any]:
+    """The cost names (and values) the search's cost function reports for a random spec;
+    empty for a space without costs (a plain ``CategoricalSpace``). A throwaway RNG keeps
+    the strategy's own untouched."""
+    from keras_cnas.errors import InvalidSpecError
+
+    try:
+        return context.estimate(context.space.sample(np.random.default_rng(0))).as_dict()
+    except InvalidSpecError:
+        return {}
+
+
+def exhausted_reason(asked: int) -> str:
+    """The stop reason of a strategy that found no unseen feasible spec."""
+    return (f"no unseen feasible spec found in {UNSEEN_TRIES} samples after {asked} "
+            "candidates: the feasible part of the space looks exhausted")
+
+
+def split_budget(total: int, parts: "list[int]") -> list[int]:
+    """``total`` split in proportion to ``parts`` (largest remainders), every non-zero part
+    keeping at least one trial while ``total`` allows.
+
+    Example:
+        >>> split_budget(200, [50, 50, 20]), split_budget(3, [50, 50, 20])
+        ([83, 83, 34], [1, 1, 1])
+    """
+    weight = sum(parts)
+    raw = [total * p / weight for p in parts]
+    out = [int(math.floor(r)) for r in raw]
+    for i in sorted(range(len(parts)), key=lambda i: (out[i] - raw[i], -i))[:total - sum(out)]:
+        out[i] += 1
+    for i, p in enumerate(parts):  # a phase the plan has keeps one trial, taken from the largest
+        if p and not out[i] and total >= sum(1 for q in parts if q):
+            out[max(range(len(out)), key=lambda j: out[j])] -= 1
+            out[i] = 1
+    return out
+
+
+class TrialBudget:
+    """Mixin of a strategy whose plan is one count, ``num_trials``: ``max_trials`` sets it."""
+
+    num_trials: int
+
+    @property
+    def planned_trials(self) -> int:
+        return self.num_trials
+
+    def set_budget(self, max_trials: int) -> None:
+        self.num_trials = check_count("max_trials", max_trials, 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
     """A completed trial as a strategy remembers it (JSON via ``to_dict``).

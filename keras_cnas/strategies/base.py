@@ -63,6 +63,9 @@ class Strategy(abc.ABC):
         self.rejections = 0  # infeasible proposals in total
         self.consecutive_rejections = 0
         self.cheapest: dict[str, float] = {}  # lowest value of each bounded cost seen
+        # Why the last ask() proposed nothing although budget was left (the engine reports
+        # it when a search ends early); None while the strategy still has proposals.
+        self.stop_reason: str | None = None
 
     # --- engine-facing API ------------------------------------------------------------
 
@@ -97,6 +100,12 @@ class Strategy(abc.ABC):
     def planned_trials(self) -> int | None:
         """How many trials the strategy's own phases plan (None: unbounded)."""
         return None
+
+    def set_budget(self, max_trials: int) -> None:
+        """Plans for ``max_trials`` trials (``search(max_trials=...)``, ``--max_trials``);
+        called before ``setup``. Each strategy scales its own phase counts so that it
+        spends the whole budget; this default (a fixed plan) leaves them as they are."""
+        del max_trials
 
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:

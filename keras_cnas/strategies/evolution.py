@@ -9,7 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from keras_cnas.strategies._common import Result, check_count, check_fidelity, sample_unseen
+from keras_cnas.strategies._common import (
+    Result,
+    check_count,
+    check_fidelity,
+    exhausted_reason,
+    sample_unseen,
+)
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -96,6 +102,10 @@ class RegularizedEvolution(Strategy):
     def planned_trials(self) -> int:
         return self.num_trials
 
+    def set_budget(self, max_trials: int) -> None:
+        """``max_trials`` candidates (the population stays as configured)."""
+        self.num_trials = check_count("max_trials", max_trials, 1)
+
     def ask(self) -> Candidate | None:
         if self.asked >= self.num_trials:
             return None
@@ -110,8 +120,8 @@ class RegularizedEvolution(Strategy):
         if candidate is None:
             spec = sample_unseen(self, self._seen_set)
             if spec is None:
-                logger.info("evolution: no unseen feasible spec found after %d candidates; "
-                            "the space looks exhausted", self.asked)
+                self.stop_reason = exhausted_reason(self.asked)
+                logger.info("evolution: %s", self.stop_reason)
                 return None
             candidate = Candidate(spec, self.fidelity, "random", info)
         self.asked += 1

@@ -15,7 +15,10 @@ with the best marginal gain per unit of cost finds strong networks with few eval
   next entry's (stale, by submodularity an upper bound), else pushed back with the fresh
   value. A rule stops when no remaining element fits the budgets or none improves ``f``;
 * a cache keyed by the set means no set is evaluated twice (across rules too: the first
-  pass is shared).
+  pass is shared);
+* a budget (``max_trials``): when every rule has stopped with budget left, the search
+  continues with best-improvement local search (:class:`LocalSearch`) from the best set
+  found, restarting from random feasible points at local optima, until the budget is spent.
 
 Works on any space with an ``empty_choice`` (``BlockSetSpace``, ``CategoricalSpace(...,
 empty_choice=0)``), through the categorical view. Scores are the trials' (higher is
@@ -30,8 +33,9 @@ from typing import Any, Mapping, Sequence
 
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
 from keras_cnas.spaces.base import Spec, spec_from_dict
-from keras_cnas.strategies._common import check_fidelity
+from keras_cnas.strategies._common import check_count, check_fidelity, probe_costs
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
+from keras_cnas.strategies.local_search import LocalSearch
 from keras_cnas.trial import Candidate, Trial
 
 #: Cost rule -> the cost whose increase divides the gain (None: constant cost).
@@ -40,6 +44,32 @@ COST_RULES: dict[str, tuple[str, ...] | None] = {
     "apr": ("params",),
     "amr": ("madds", "flops"),  # tables (NAS-Bench-Macro) call multiply-adds "flops"
 }
+
+
+def rule_cost(rule: str, available: Mapping[str, Any], bounded: Sequence[str]) -> str | None:
+    """The cost whose increase a rule divides the gain by: the rule's own (params for APR,
+    multiply-adds for AMR) when it is bounded or nothing is, else the first bounded cost
+    the search reports (a latency-only budget prices by latency).
+
+    Example:
+        >>> rule_cost("apr", {"params": 1, "latency_ms": 2}, ["latency_ms"])
+        'latency_ms'
+        >>> rule_cost("amr", {"params": 1, "flops": 2}, [])
+        'flops'
+    """
+    names = COST_RULES[rule]
+    if names is None:
+        return None
+    own = [n for n in names if available.get(n) is not None]
+    if own and (not bounded or own[0] in bounded):
+        return own[0]
+    usable = [n for n in bounded if available.get(n) is not None]
+    if usable:
+        return usable[0]
+    if own:
+        return own[0]
+    raise ValueError(f"cost rule {rule!r} needs one of the costs {names} or a bounded cost; "
+                     f"the search reports {sorted(available)} and bounds {list(bounded)}")
 
 
 #: Ratio of a gain that costs nothing (finite, so that the state stays standard JSON).
@@ -56,6 +86,9 @@ class LazyGreedy(Strategy):
             comparison); True is Algorithm 2.
         fidelity: fidelity of every evaluation (RCAS §4.1 uses early-stopped training:
             configure the evaluator's full-fidelity epochs accordingly).
+        num_trials: the budget; None (the default, unless ``max_trials`` sets it) stops
+            when the greedy passes do, as in the paper. With budget left after them, the
+            search continues with local search from the best set.
         max_rejections: see :class:`Strategy` (only the empty set is checked this way).
 
     Example:
@@ -80,8 +113,10 @@ class LazyGreedy(Strategy):
     name = "lazy_greedy"
 
     def __init__(self, cost_rules: Sequence[str] = ("apr",), *, lazy: bool = True,
-                 fidelity: str = "full", max_rejections: int = 2000):
+                 fidelity: str = "full", num_trials: int | None = None,
+                 max_rejections: int = 2000):
         super().__init__(max_rejections=max_rejections)
+        self.num_trials = None if num_trials is None else check_count("num_trials", num_trials, 1)
         if isinstance(cost_rules, str):
             cost_rules = (cost_rules,)
         rules = tuple(cost_rules)
@@ -106,6 +141,7 @@ class LazyGreedy(Strategy):
         self.waiting: list[int] | None = None     # element re-evaluated, awaiting its tell
         self.paths: dict[str, list[dict[str, Any]]] = {r: [] for r in self.cost_rules}
         self.done_rules: dict[str, str] = {}      # rule -> why it stopped
+        self.continuation: LocalSearch | None = None  # after the greedy passes, with budget left
 
     def setup(self, context: SearchContext, seed: int = 0) -> None:
         super().setup(context, seed)
@@ -116,7 +152,18 @@ class LazyGreedy(Strategy):
                 f"CategoricalSpace(..., empty_choice=0)); {type(context.space).__name__} has none")
         self._empty = empty
         self._sizes = context.space.decision_sizes()
+        probe = probe_costs(context) if any(COST_RULES[r] for r in self.cost_rules) else {}
+        self._rule_costs = {rule: rule_cost(rule, probe, list(context.constraints.bounds))
+                            for rule in self.cost_rules}
+        self._seed = seed
         self._reset()
+
+    @property
+    def planned_trials(self) -> int | None:
+        return self.num_trials
+
+    def set_budget(self, max_trials: int) -> None:
+        self.num_trials = check_count("max_trials", max_trials, 1)
 
     # --- sets and their specs ------------------------------------------------------------
 
@@ -132,15 +179,10 @@ class LazyGreedy(Strategy):
         return not constraints or constraints.satisfied(self.context.estimate(spec))
 
     def _cost(self, spec: Spec, rule: str) -> float:
-        names = COST_RULES[rule]
-        if names is None:
+        name = self._rule_costs[rule]
+        if name is None:
             return 0.0
-        costs = self.context.estimate(spec).as_dict()
-        for name in names:
-            if costs.get(name) is not None:
-                return float(costs[name])
-        raise ValueError(f"cost rule {rule!r} needs one of the costs {names}; the search "
-                         f"reports {sorted(costs)}")
+        return float(self.context.estimate(spec).as_dict()[name])
 
     def _ratio(self, rule: str, base: Spec, base_score: float, new: Spec, new_score: float | None) -> float:
         if new_score is None:
@@ -173,6 +215,37 @@ class LazyGreedy(Strategy):
 
     def ask(self) -> Candidate | None:
         """The next set to evaluate, or None (wait for pending trials, or finished)."""
+        if self.num_trials is not None and self.evaluations >= self.num_trials:
+            return None
+        candidate = self._greedy_ask()
+        if candidate is None and self.rule_index >= len(self.cost_rules) and not self.pending:
+            candidate = self._continue()
+        return candidate
+
+    def _continue(self) -> Candidate | None:
+        """Local search from the best set once every rule has stopped, while budget is left."""
+        if self.num_trials is None:
+            self.stop_reason = ("every cost rule stopped (" + "; ".join(
+                f"{r}: {why}" for r, why in self.done_rules.items()) + "); pass max_trials to "
+                "continue with local search from the best set")
+            return None
+        if self.continuation is None:
+            best = self.report()["best"]
+            self.continuation = LocalSearch(self.num_trials, fidelity=self.fidelity,
+                                            max_rejections=self.max_rejections)
+            self.continuation.setup(self.context, seed=self._seed + 1)
+            spec = None if best is None else self.context.space.from_decisions(best["decisions"])
+            self.continuation.start_from(spec, self.cache)
+        self.continuation.set_budget(self.num_trials - self.evaluations + self.continuation.asked)
+        candidate = self.continuation.ask()
+        if candidate is None:
+            self.stop_reason = self.continuation.stop_reason
+            return None
+        self.evaluations += 1
+        self.pending.add(candidate.spec.key())
+        return Candidate(candidate.spec, self.fidelity, "local_search", dict(candidate.info))
+
+    def _greedy_ask(self) -> Candidate | None:
         while self.rule_index < len(self.cost_rules):
             empty = self._spec({})
             assert empty is not None
@@ -226,6 +299,8 @@ class LazyGreedy(Strategy):
         key = trial.spec.key()
         self.pending.discard(key)
         self.cache[key] = trial.score if trial.ok else None
+        if self.continuation is not None:
+            self.continuation.tell(trial)
 
     # --- the greedy ----------------------------------------------------------------------
 
@@ -342,17 +417,26 @@ class LazyGreedy(Strategy):
                            "stopped": self.done_rules.get(rule)}
         finals = [r["final"] for r in rules.values() if r["final"] and r["final"]["score"] is not None]
         best = max(finals, key=lambda f: f["score"]) if finals else None
-        return {"rules": rules, "best": best, "evaluations": self.evaluations}
+        report = {"rules": rules, "best": best, "evaluations": self.evaluations}
+        if self.continuation is not None:
+            done = {k: v for k, v in self.continuation.scores.items() if v is not None}
+            top = max(done, key=done.get, default=None)
+            report["local_search"] = {"trials": self.continuation.asked,
+                                      "restarts": self.continuation.restarts,
+                                      "best": None if top is None else {"key": top, "score": done[top]}}
+        return report
 
     def get_config(self) -> dict[str, Any]:
         return {"cost_rules": list(self.cost_rules), "lazy": self.lazy, "fidelity": self.fidelity,
-                "max_rejections": self.max_rejections}
+                "num_trials": self.num_trials, "max_rejections": self.max_rejections}
 
     def _state(self) -> dict[str, Any]:
         return {"cache": self.cache, "pending": sorted(self.pending), "evaluations": self.evaluations,
                 "rule_index": self.rule_index, "chosen": [[p, c] for p, c in self.chosen.items()],
                 "queue": self.queue, "first_pass_done": self.first_pass_done,
-                "waiting": self.waiting, "paths": self.paths, "done_rules": self.done_rules}
+                "waiting": self.waiting, "paths": self.paths, "done_rules": self.done_rules,
+                "continuation": (None if self.continuation is None
+                                 else self.continuation.state_dict())}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self.cache = dict(state["cache"])
@@ -366,6 +450,11 @@ class LazyGreedy(Strategy):
         self.waiting = state["waiting"]
         self.paths = {r: list(v) for r, v in state["paths"].items()}
         self.done_rules = dict(state["done_rules"])
+        self.continuation = None
+        if state.get("continuation") is not None:
+            self.continuation = LocalSearch(fidelity=self.fidelity, max_rejections=self.max_rejections)
+            self.continuation.setup(self.context, seed=self._seed + 1)
+            self.continuation.load_state_dict(state["continuation"])
 
 
 @STRATEGIES.register("rcas")
@@ -379,9 +468,10 @@ class RCAS(LazyGreedy):
 
     name = "rcas"
 
-    def __init__(self, *, lazy: bool = True, fidelity: str = "full", max_rejections: int = 2000):
+    def __init__(self, *, lazy: bool = True, fidelity: str = "full", num_trials: int | None = None,
+                 max_rejections: int = 2000):
         super().__init__(("uc", "apr", "amr"), lazy=lazy, fidelity=fidelity,
-                         max_rejections=max_rejections)
+                         num_trials=num_trials, max_rejections=max_rejections)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

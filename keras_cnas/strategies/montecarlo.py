@@ -12,7 +12,8 @@ An adaptive step takes a base architecture (the best so far at the phase's fidel
 one of the ``n_best`` best, §3.5) and applies one move from
 :mod:`keras_cnas.strategies.moves`: with probability ``meta_probability`` a meta move
 (add or remove a layer), else a layer move (one coordinate scaled by 1.5 or 0.66); on
-spaces other than the descriptor space, a ±1 step on one decision. Coordinate descent:
+spaces other than the descriptor space, a ±1 step along one ordered decision or a jump to
+another value of an unordered one (``space.ordered_decisions()``). Coordinate descent:
 when a trial beats its parent and becomes the best (ranks within the ``n_best``), the
 next ask repeats its move from it; otherwise a new random move is drawn. A move that is
 a no-op, gives an invalid network or breaks the constraints makes the step try a
@@ -33,7 +34,9 @@ from keras_cnas.strategies._common import (
     Result,
     check_count,
     check_probability,
+    exhausted_reason,
     sample_unseen,
+    split_budget,
 )
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.moves import Move, MoveSet, moves_for
@@ -121,6 +124,14 @@ class MonteCarlo(Strategy):
     def planned_trials(self) -> int:
         return self.num_random + self.num_adaptive + self.num_full
 
+    def set_budget(self, max_trials: int) -> None:
+        """Scales the random / adaptive / full split (paper: 50 / 50 / 20) to ``max_trials``;
+        a phase the plan has keeps at least one trial (``max_trials=3``: 1 / 1 / 1), so
+        the search still ends at full fidelity."""
+        check_count("max_trials", max_trials, 1)
+        self.num_random, self.num_adaptive, self.num_full = split_budget(
+            max_trials, [self.num_random, self.num_adaptive, self.num_full])
+
     def phase(self, index: int) -> tuple[str, str] | None:
         """(phase, fidelity) of the ``index``-th ask (0-based), None past the last one."""
         if index < self.num_random:
@@ -152,8 +163,8 @@ class MonteCarlo(Strategy):
             if candidate is None:
                 candidate = self._adaptive_step(phase, fidelity)
         if candidate is None:
-            logger.info("montecarlo: no unseen feasible spec left at %s fidelity after %d "
-                        "candidates; the space looks exhausted", fidelity, self.asked)
+            self.stop_reason = f"{exhausted_reason(self.asked)} (at {fidelity} fidelity)"
+            logger.info("montecarlo: %s", self.stop_reason)
             return None
         self.asked += 1
         key = candidate.spec.key()

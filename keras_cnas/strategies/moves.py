@@ -3,7 +3,9 @@
 A :class:`Move` is one step from a base architecture: on a
 :class:`~keras_cnas.spaces.DescriptorSpace`, a *layer move* scales one numeric coordinate
 by α (1.5 or 0.66) or a *meta move* adds (a copy of) or removes a layer; on every other
-space, a step of ±1 on one decision of its categorical view (choices taken as ordered).
+space, one decision of its categorical view changes: a step of ±1 along an ordered
+decision (widths, identity < block), a jump to another value of an unordered one
+(operation types), as ``space.ordered_decisions()`` says.
 A move is plain data, so it travels in ``Candidate.info`` and comes back with the trial,
 which is how coordinate descent knows what to repeat.
 
@@ -23,8 +25,8 @@ from keras_cnas.spaces.base import Space, Spec
 from keras_cnas.spaces.descriptor import ALPHAS, CONV_FIELDS, FC_FIELDS, Coordinate, Descriptor, DescriptorSpace
 
 #: Move kinds: "scale" (layer move), "add_layer" / "remove_layer" (meta moves), "step"
-#: (±1 on one categorical decision).
-MOVE_KINDS = ("scale", "add_layer", "remove_layer", "step")
+#: (±1 on one ordered categorical decision), "jump" (an unordered decision set to a value).
+MOVE_KINDS = ("scale", "add_layer", "remove_layer", "step", "jump")
 META_KINDS = ("add_layer", "remove_layer")
 
 # "conv_layers[2].n_filters" (scale), "conv_layers[2]" (add a copy of / remove layer 2),
@@ -44,6 +46,7 @@ class Move:
             different coordinate (§4.2).
         alpha: the scale factor of a ``"scale"`` move.
         delta: +1 or -1 for a ``"step"`` move.
+        value: the new value of a ``"jump"`` move.
 
     Example:
         >>> move = Move("scale", "conv_layers[2].n_filters", alpha=1.5)
@@ -57,6 +60,7 @@ class Move:
     coordinate: str
     alpha: float | None = None
     delta: int | None = None
+    value: int | None = None
 
     @property
     def is_meta(self) -> bool:
@@ -69,6 +73,8 @@ class Move:
             info["alpha"] = self.alpha
         if self.delta is not None:
             info["delta"] = self.delta
+        if self.value is not None:
+            info["value"] = self.value
         return info
 
     @classmethod
@@ -78,13 +84,15 @@ class Move:
         kind, coordinate = info.get("move"), info.get("coordinate")
         if kind not in MOVE_KINDS or not isinstance(coordinate, str):
             return None
-        alpha, delta = info.get("alpha"), info.get("delta")
+        alpha, delta, value = info.get("alpha"), info.get("delta"), info.get("value")
         if kind == "scale" and not isinstance(alpha, (int, float)):
             return None
         if kind == "step" and delta not in (1, -1):
             return None
+        if kind == "jump" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return None
         return cls(kind, coordinate, float(alpha) if kind == "scale" else None,
-                   int(delta) if kind == "step" else None)
+                   int(delta) if kind == "step" else None, int(value) if kind == "jump" else None)
 
 
 class DescriptorMoves:
@@ -139,41 +147,56 @@ class DescriptorMoves:
 
 
 class DecisionMoves:
-    """Steps of ±1 on one decision of a space's categorical view (no meta moves).
+    """One decision of a space's categorical view changed (no meta moves): ±1 along an
+    ordered decision, so coordinate descent has a direction to keep going in; a jump to
+    each other value of an unordered one, where "next" means nothing.
 
-    Treating each decision's choices as ordered gives coordinate descent a direction to
-    keep going in, on any space (block-set genotypes, tabular benchmarks).
+    Example:
+        >>> from keras_cnas.spaces import CategoricalSpace
+        >>> space = CategoricalSpace([3, 3], ordered=[True, False])
+        >>> [m.to_info() for m in DecisionMoves(space).moves(space.spec([0, 1]))]  # doctest: +NORMALIZE_WHITESPACE
+        [{'move': 'step', 'coordinate': 'decisions[0]', 'delta': 1},
+         {'move': 'jump', 'coordinate': 'decisions[1]', 'value': 0},
+         {'move': 'jump', 'coordinate': 'decisions[1]', 'value': 2}]
     """
 
     def __init__(self, space: Space):
         self.space = space
         self.sizes = space.decision_sizes()
-        # A space may say which decisions are unordered (a HyperSpace's Choice of strings):
-        # there a step jumps to any other value.
-        ordered = getattr(space, "ordered_decisions", None)
-        self.ordered = ordered() if ordered is not None else [True] * len(self.sizes)
+        self.ordered = space.ordered_decisions()
 
     def moves(self, spec: Spec) -> list[Move]:
-        """Every in-range ±1 step of ``spec``'s ordered decisions, every other value of its
-        unordered ones."""
+        """Every in-range ±1 step of an ordered decision, every jump of an unordered one."""
         decisions = self.space.to_decisions(spec)
-        return [Move("step", f"decisions[{i}]", delta=delta)
-                for i, (d, size, ordered) in enumerate(zip(decisions, self.sizes, self.ordered))
-                for delta in ((1, -1) if ordered else (v - d for v in range(size) if v != d))
-                if 0 <= d + delta < size]
+        out = []
+        for i, (d, size, ordered) in enumerate(zip(decisions, self.sizes, self.ordered)):
+            if ordered:
+                out += [Move("step", f"decisions[{i}]", delta=delta)
+                        for delta in (1, -1) if 0 <= d + delta < size]
+            else:
+                out += [Move("jump", f"decisions[{i}]", value=v) for v in range(size) if v != d]
+        return out
 
     def apply(self, spec: Spec, move: Move, rng: np.random.Generator) -> Spec | None:
-        """``spec`` with one decision moved by ±1; None when out of range, invalid or a
-        no-op (an inactive decision)."""
-        del rng  # steps are deterministic
+        """``spec`` with one decision changed; None when out of range, invalid or a no-op
+        (an inactive decision, or a repeated jump to the value it already has)."""
+        del rng  # moves are deterministic
         match = _DECISION.match(move.coordinate)
-        if match is None or move.kind != "step" or move.delta is None:
+        if match is None or move.kind not in ("step", "jump"):
             return None
         i = int(match.group(1))
         decisions = self.space.to_decisions(spec)
-        if i >= len(decisions) or not 0 <= decisions[i] + move.delta < self.sizes[i]:
+        if i >= len(decisions):
             return None
-        decisions[i] += move.delta
+        if move.kind == "step" and move.delta is not None:
+            value = decisions[i] + move.delta
+        elif move.kind == "jump" and move.value is not None:
+            value = move.value
+        else:
+            return None
+        if not 0 <= value < self.sizes[i]:
+            return None
+        decisions[i] = value
         try:
             new = self.space.from_decisions(decisions)
         except InvalidSpecError:  # e.g. a block type whose groups do not fit there
@@ -185,7 +208,7 @@ MoveSet = DescriptorMoves | DecisionMoves
 
 
 def moves_for(space: Space) -> MoveSet:
-    """Descriptor moves on a descriptor space, ±1 decision steps on any other."""
+    """Descriptor moves on a descriptor space, decision steps / jumps on any other."""
     if isinstance(space, DescriptorSpace):
         return DescriptorMoves(space)
     return DecisionMoves(space)

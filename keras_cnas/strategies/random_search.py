@@ -8,7 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from keras_cnas.strategies._common import check_count, check_fidelity, sample_unseen
+from keras_cnas.strategies._common import (
+    check_count,
+    check_fidelity,
+    exhausted_reason,
+    sample_unseen,
+)
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -60,13 +65,16 @@ class RandomSearch(Strategy):
     def planned_trials(self) -> int:
         return self.num_samples
 
+    def set_budget(self, max_trials: int) -> None:
+        self.num_samples = check_count("max_trials", max_trials, 1)
+
     def ask(self) -> Candidate | None:
         if self.asked >= self.num_samples:
             return None
         spec = sample_unseen(self, self._seen_set)
         if spec is None:
-            logger.info("random search: every recent sample was already asked for; the "
-                        "feasible part of the space looks exhausted after %d candidates", self.asked)
+            self.stop_reason = exhausted_reason(self.asked)
+            logger.info("random search: %s", self.stop_reason)
             return None
         self.asked += 1
         self._seen.append(spec.key())

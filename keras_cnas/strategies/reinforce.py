@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_cnas.costs.penalty import CostPenalty
 from keras_cnas.errors import InvalidSpecError
-from keras_cnas.strategies._common import check_count, check_fidelity
+from keras_cnas.strategies._common import TrialBudget, check_count, check_fidelity
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -88,7 +88,7 @@ class PolicyGradient:
 
 
 @STRATEGIES.register("reinforce")
-class Reinforce(Strategy):
+class Reinforce(TrialBudget, Strategy):
     """B-ENAS' REINFORCE controller as an ask/tell strategy (without weight sharing).
 
     Args:
@@ -184,10 +184,6 @@ class Reinforce(Strategy):
         self.policy = PolicyGradient(controller, entropy_weight=self.entropy_weight,
                                      baseline_decay=self.baseline_decay, batch_size=self.batch_size)
 
-    @property
-    def planned_trials(self) -> int:
-        return self.num_trials
-
     # --- ask / tell ----------------------------------------------------------------------------
 
     def ask(self) -> Candidate | None:
@@ -213,8 +209,9 @@ class Reinforce(Strategy):
                     self.policy.learn(decisions, self.rewards[key], entropy)
                 repeats += 1
                 if repeats >= self.max_repeats:
-                    logger.info("reinforce: %d samples in a row were evaluated before; the policy "
-                                "has converged", repeats)
+                    self.stop_reason = (f"the policy has converged: {repeats} samples in a row "
+                                        "were evaluated before")
+                    logger.info("reinforce: %s", self.stop_reason)
                     return None
                 continue
             if not self.feasible(spec):

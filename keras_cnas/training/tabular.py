@@ -148,6 +148,8 @@ class TabularBenchmark:
         key_offset: the digit of a decision's first choice in the table's keys.
         metric: the field to maximise (mean test accuracy, %).
         cost_fields: the fields that are costs (checked by constraints before a query).
+        ordered: whether the choices are ordered (identity < small < big block, widths):
+            ``CategoricalSpace(..., ordered=)``.
     """
 
     path: str
@@ -156,6 +158,7 @@ class TabularBenchmark:
     key_offset: int
     metric: str
     cost_fields: Sequence[str] = ("params", "flops")
+    ordered: bool = False
 
     def problem(self, data_dir: str | os.PathLike[str]) -> tuple[CategoricalSpace, TabularEvaluator]:
         path = pathlib.Path(os.fspath(data_dir)).expanduser() / self.path
@@ -164,22 +167,23 @@ class TabularBenchmark:
                 f"data_dir: no {self.path} under {data_dir}; pass the directory that holds the "
                 "benchmark folders (the shared data directory described in its README)")
         space = CategoricalSpace(list(self.decision_sizes), self.empty_choice, costs=path,
-                                 cost_fields=list(self.cost_fields), key_offset=self.key_offset)
+                                 cost_fields=list(self.cost_fields), key_offset=self.key_offset,
+                                 ordered=self.ordered)
         return space, TabularEvaluator(metric=self.metric, direction="max", table_path=path,
                                        key_offset=self.key_offset)
 
 
 #: The benchmark tables :func:`tabular_problem` knows. NAS-Bench-Macro: 8 layers, each
-#: identity (0, the empty choice) or one of two MobileNetV2 blocks. Channel-Bench-Macro: 7
+#: identity (0, the empty choice) or one of two MobileNetV2 blocks, ordered by size. Channel-Bench-Macro: 7
 #: width multipliers 0.25..1.0, keyed by the digits 1..4 (hence ``key_offset=1``). Costs as
 #: the tables define them: ``params`` are trainable parameters, ``flops`` multiply-adds.
 TABULAR_BENCHMARKS: Registry[TabularBenchmark] = Registry("tabular benchmark")
 TABULAR_BENCHMARKS.add("nas-bench-macro", TabularBenchmark(
-    "nas-bench-macro/nas-bench-macro_cifar10.json", (3,) * 8, 0, 0, "mean_acc"))
+    "nas-bench-macro/nas-bench-macro_cifar10.json", (3,) * 8, 0, 0, "mean_acc", ordered=True))
 TABULAR_BENCHMARKS.add("channel-bench-macro-mobilenet", TabularBenchmark(
-    "channel-bench-macro/Results_MobileNet.json", (4,) * 7, None, 1, "mean"))
+    "channel-bench-macro/Results_MobileNet.json", (4,) * 7, None, 1, "mean", ordered=True))
 TABULAR_BENCHMARKS.add("channel-bench-macro-resnet", TabularBenchmark(
-    "channel-bench-macro/Results_ResNet.json", (4,) * 7, None, 1, "mean"))
+    "channel-bench-macro/Results_ResNet.json", (4,) * 7, None, 1, "mean", ordered=True))
 
 
 def tabular_problem(name: str, data_dir: str | os.PathLike[str]

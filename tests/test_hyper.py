@@ -7,6 +7,7 @@ import pytest
 
 import hypermodels
 import keras_cnas as cnas
+import test_strategies as toy
 from keras_cnas.errors import InvalidSpecError, UnknownCostError
 from keras_cnas.spaces import HyperParameters, HyperSpace, HyperSpec, spec_from_json
 from keras_cnas.strategies import RandomSearch
@@ -214,12 +215,10 @@ def _hyper_objective(spec):
     return -((v["units"] - 48) / 16) ** 2 - (v["filters_0"] != 8) - v["conv_layers"]
 
 
-@pytest.mark.parametrize("name", ["random", "montecarlo", "evolution", "reinforce"])
+@pytest.mark.parametrize("name", sorted(toy.SMALL))
 def test_every_strategy_searches_a_hyperspace_within_its_cap(name, space, monkeypatch):
     """Through the categorical view: random samples, coordinate descent's ±1 steps, evolution's
-    mutations and the REINFORCE controller's decisions, every ask under the params cap."""
-    import test_strategies as toy
-
+    mutations, the REINFORCE controller's decisions, BayesOpt / TPE, every ask under the cap."""
     cap = 20_000
     monkeypatch.setitem(toy.PROBLEMS, "hyper", (lambda: space, _hyper_objective, space.estimate,
                                                 cap, 10))

@@ -1,5 +1,7 @@
 """objective="J" | "val_accuracy" | "val_loss" | metric + direction; user callbacks."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -86,8 +88,10 @@ def test_callback_objects_work_in_process_and_are_refused_for_workers_with_the_f
     assert seen == [0, 1]
     with pytest.raises(ValueError, match="callbacks: LambdaCallback is an object made in this process"):
         evaluator.portable(tmp_path)
-    assert cnas.training.KerasEvaluator(data, callbacks=["hypermodels:EPOCHS"]).portable(
-        tmp_path).get_config()["callbacks"] == ["hypermodels:EPOCHS"]
+    config = cnas.training.KerasEvaluator(data, callbacks=["hypermodels:EPOCHS"]).portable(
+        tmp_path).get_config()["callbacks"]
+    # The module's directory travels with the path: a worker's working directory is its own.
+    assert config == [{"path": "hypermodels:EPOCHS", "root": str(pathlib.Path(__file__).parent)}]
     with pytest.raises(ValueError, match=r"callbacks\[0\]: expected a Keras callback"):
         cnas.training.KerasEvaluator(data, callbacks=[np.zeros(3)])
 

@@ -24,7 +24,7 @@ import pathlib
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from keras_cnas._imports import import_object, object_path
+from keras_cnas._imports import import_object, module_root_of, object_path
 from keras_cnas.data import Dataset
 from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
@@ -316,7 +316,8 @@ class KerasEvaluator(Evaluator):
             >>> evaluator.portable(tempfile.mkdtemp()).is_portable
             True
         """
-        unnamed = [c for c in self.callbacks if _callback_config(c).startswith(IN_MEMORY_CALLBACK)]
+        unnamed = [c for c in self.callbacks
+                   if str(_callback_config(c)).startswith(IN_MEMORY_CALLBACK)]
         if unnamed:
             raise ValueError(
                 f"callbacks: {type(unnamed[0]).__name__} is an object made in this process, which "
@@ -609,33 +610,42 @@ def _save(model: "keras.Model", spec: Spec, metrics: Mapping[str, Any], out_dir:
 
 
 def _checked_callbacks(callbacks: Any) -> tuple[Any, ...]:
-    """``callbacks`` validated: Keras callback objects or ``"module:attribute"`` paths."""
+    """``callbacks`` validated: Keras callback objects, or ``"module:attribute"`` paths, kept as
+    ``{"path": ..., "root": ...}`` with the directory their module was imported from (a
+    worker, whose working directory is its own, puts it on ``sys.path``)."""
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
         raise ValueError(f"callbacks: expected a list of Keras callbacks or 'module:attribute' "
                          f"paths, got {callbacks!r:.80}")
-    out = []
+    out: list[Any] = []
     for i, c in enumerate(callbacks):
-        if isinstance(c, str):
-            if c.startswith(IN_MEMORY_CALLBACK):
-                raise ValueError(f"callbacks[{i}]: {c} was an object of another process, which a "
-                                 "JSON config cannot carry; name it by 'module:attribute'")
+        if isinstance(c, str) and c.startswith(IN_MEMORY_CALLBACK):
+            raise ValueError(f"callbacks[{i}]: {c} was an object of another process, which a "
+                             "JSON config cannot carry; name it by 'module:attribute'")
+        if isinstance(c, (str, Mapping)):
+            path = c if isinstance(c, str) else c.get("path")
+            root = None if isinstance(c, str) else c.get("root")
+            path = object_path(path, f"callbacks[{i}]")
             # Imported now (a set-up error stops here, in one line), and again in each worker.
-            import_object(object_path(c, f"callbacks[{i}]"), argument=f"callbacks[{i}]")
-        elif not callable(getattr(c, "set_model", None)):
+            import_object(path, root, argument=f"callbacks[{i}]")
+            out.append({"path": path, "root": root if root is not None else module_root_of(path)})
+        elif callable(getattr(c, "set_model", None)):
+            out.append(c)
+        else:
             raise ValueError(f"callbacks[{i}]: expected a Keras callback (keras.callbacks."
                              f"Callback) or 'module:attribute', got {type(c).__name__}")
-        out.append(c)
     return tuple(out)
 
 
-def _callback_config(callback: Any) -> str:
-    """A callback's JSON form: its path, or a note for an object no module holds."""
-    if isinstance(callback, str):
-        return callback
+def _callback_config(callback: Any) -> Any:
+    """A callback's JSON form: its path and module root, or a note for an object no module
+    holds (which :meth:`KerasEvaluator.portable` refuses)."""
+    if isinstance(callback, Mapping):
+        return dict(callback)
     try:
-        return object_path(callback, "callbacks")
+        path = object_path(callback, "callbacks")
     except ValueError:
         return f"{IN_MEMORY_CALLBACK}{type(callback).__name__}>"
+    return {"path": path, "root": module_root_of(path)}
 
 
 def _resolved_callbacks(callbacks: Sequence[Any]) -> list[Any]:
@@ -644,8 +654,8 @@ def _resolved_callbacks(callbacks: Sequence[Any]) -> list[Any]:
 
     out: list[Any] = []
     for c in callbacks:
-        if isinstance(c, str):
-            c = import_object(c, argument="callbacks")
+        if isinstance(c, Mapping):
+            c = import_object(c["path"], c.get("root"), argument="callbacks")
             if inspect.isclass(c) or inspect.isfunction(c):
                 c = c()
         out.extend(c if isinstance(c, (list, tuple)) else [c])

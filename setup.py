@@ -40,6 +40,8 @@ setup(
         # tools/report.py's plots; tensorboard to view the event files a search writes.
         "plot": ["matplotlib", "tensorboard"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # benchmarks/vs_kerastuner.py; KerasTuner does not start without tensorboard.
+        "benchmark": ["keras-tuner>=1.4,<2", "tensorboard"],
         # The export tests measure TFLite Micro arenas with the real interpreter; the Ray
         # runner tests start a local Ray, the report tests render real PNGs.
         "test": ["pytest", "pytest-timeout", "scikit-learn", "optuna>=4,<7",

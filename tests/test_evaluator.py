@@ -156,7 +156,7 @@ def test_data_without_validation_split_stops_the_search_with_the_fix():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"data": 3}, ValueError, "data: expected a keras_cnas.data.Dataset, a DataSource"),
+    ({"data": 3}, ValueError, "data: expected a keras_cnas.data.Dataset, .* a tf.data.Dataset"),
     ({"data": {"nme": "digits"}}, ValueError, r"data: unknown DataSource fields \['nme'\]"),
     ({"learning_rate": 0}, ValueError, r"learning_rate: expected a number in \(0, inf\) such as 5e-4, got 0"),
     ({"batch_size": 0}, ValueError, "batch_size: expected a positive integer, got 0"),

@@ -18,6 +18,7 @@ from keras_cnas.spaces import (
     DescriptorSpace,
     EnasCellSpace,
     FcLayer,
+    HyperSpace,
     Skeleton,
     Space,
     Stage,
@@ -30,6 +31,8 @@ SPACE_FACTORIES = {
     "blockset": lambda: BlockSetSpace((32, 32, 3), 10),
     "categorical": lambda: CategoricalSpace([3, 5, 12, 2], empty_choice=0),
     "enas_cell": lambda: EnasCellSpace((32, 32, 3), 10),
+    # tests/hypermodels.py: a KerasTuner-style build function (discovery builds a few models).
+    "hyper": lambda: HyperSpace("hypermodels:build_small_cnn", (8, 8, 1), 10),
 }
 
 

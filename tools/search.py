@@ -11,6 +11,12 @@ Usage:
                                                             # int8 + int8 I/O, firmware headers
   python tools/search.py ... --runner=ray [--ray_address=auto]      # trials as Ray tasks
 
+  # Your own KerasTuner-style build(hp), objective, data, callbacks:
+  python tools/search.py --space=hyper --hypermodel=my_models:build --objective=val_accuracy \
+      --dataset=folder --data_dir=photos/ --image_size=32,32 --augment=flip+crop \
+      --callbacks=my_models:make_callbacks --max_params=20000 --workers=2 --top_k_export=3 \
+      --search_dir=runs/mine
+
 Writes search_dir/trials.db (every trial), flags.json, summary.json and best/ (the best
 model retrained on train + validation; with --export also best/model.tflite, labels.txt
 and export.json). A --max_tflite_bytes / --max_arena_bytes / --max_latency_ms bound has
@@ -50,8 +56,16 @@ BLAME = {DataError: "data_dir"}
 FLAGS = flags.FLAGS
 _ABSL_FLAGS = set(FLAGS)  # absl's own flags, left out of flags.json
 # Data
-flags.DEFINE_enum("dataset", "digits", DATASETS.names(), "Dataset to search on.")
-flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (mnist, cifar10).")
+flags.DEFINE_enum("dataset", "digits", [*DATASETS.names(), cli.FOLDER_DATASET],
+                  "Dataset to search on (folder: --data_dir holds one sub-folder of images per class).")
+flags.DEFINE_string("data_dir", None, "Directory with the dataset's files (mnist, cifar10, folder).")
+flags.DEFINE_list("image_size", None, "--dataset=folder: resize every image to HEIGHT,WIDTH "
+                  "(default: the first image's size).")
+flags.DEFINE_enum("color_mode", "rgb", ["rgb", "grayscale"], "--dataset=folder: channels.")
+flags.DEFINE_string("data_fn", None, "module:function returning the data in any form search(data=) "
+                    "takes: a tf.data.Dataset, (train, validation) ones, (x, y) arrays, a Dataset.")
+flags.DEFINE_enum("augment", None, ["none", "flip", "crop", "flip+crop"], "Training augmentation "
+                  "(default: the dataset's own; folder: crop).")
 flags.DEFINE_float("validation_split", 0.1, "Fraction of the training split held out.",
                    lower_bound=0.01, upper_bound=0.9)
 flags.DEFINE_integer("max_train_examples", None, "Use at most this many training examples.",
@@ -65,6 +79,8 @@ flags.DEFINE_integer("max_hidden", None, "Descriptor: most units per fc layer (p
 flags.DEFINE_float("width_multiplier", 1.0, "Block-set: MobileNetV2 width multiplier.", lower_bound=0.1)
 flags.DEFINE_list("stage_positions", None, "Block-set: positions in each of the 7 MobileNetV2 "
                   "stages (default 2,4,6,8,6,6,4: N = 36).")
+flags.DEFINE_string("hypermodel", None, "--space=hyper: the KerasTuner-style build(hp) function, "
+                    "as module:function or path/to/file.py:function.")
 flags.DEFINE_integer("head_filters", None, "Block-set: width of the 1x1 head conv (MobileNetV2: "
                      "1280; 0: none).", lower_bound=0)
 flags.DEFINE_integer("num_layers", 3, "ENAS cell: cells stacked while searching (B-ENAS: 3).",
@@ -160,6 +176,10 @@ flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay multiplier.", lower_bound
 flags.DEFINE_bool("rcas_recipe", False, "Train every trial as RCAS §4.1: SGD Nesterov 0.9, lr 0.1 "
                   "decayed x0.1 at epochs 4, 7, 9 of 10 (moved proportionally to --full_epochs), "
                   "weight decay 4e-5; replaces the optimizer flags above.")
+flags.DEFINE_string("objective", "J", "What to optimise: J (MIT-LL: val_loss + beta * R), "
+                    "val_accuracy, val_loss, or METRIC:min|max.")
+flags.DEFINE_list("callbacks", [], "Your Keras callbacks for every trial, as module:attribute "
+                  "(an instance, a Callback class, or a function returning callbacks).")
 flags.DEFINE_float("beta", 5e-5, "Weight of R(A) in J = val_loss + beta * R(A).", lower_bound=0)
 flags.DEFINE_enum("regularizer", "params_k", ["params_k", "madds_m", "none"], "R(A) of J.")
 flags.DEFINE_float("trial_time_limit", None, "Seconds one training run may take.", lower_bound=1)
@@ -185,6 +205,9 @@ flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
 flags.DEFINE_bool("overwrite", False, "Delete the search in --search_dir and start over.")
 flags.DEFINE_bool("finalize", True, "Retrain the best on train + validation and save it.")
+flags.DEFINE_integer("top_k_export", 0, "Retrain the N best on train + validation and export each "
+                     "to a verified model.tflite (--export's quantization, default int8) under "
+                     "best/ and top/<rank>-<id>/.", lower_bound=0)
 flags.DEFINE_integer("ensemble_size", 0, "Also save every trial's model and report the test "
                      "accuracy of the best N voting by majority (the paper's ensemble).", lower_bound=0)
 flags.register_multi_flags_validator(
@@ -240,13 +263,9 @@ def main(argv):
     extra = {"flags": values, "bound_sources": bound_sources,
              "device": device.to_dict() if device is not None else None}
     cli.penalty_bounds(FLAGS.penalty_bounds)  # checked whatever the strategy (used by two)
-    source = cnas.training.DataSource.registered(
-        FLAGS.dataset, FLAGS.data_dir, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
-        max_train_examples=FLAGS.max_train_examples)
-    try:
-        data = source.load()  # cached per process: the evaluator reuses it, workers reload it
-    except cnas.DataError as e:
-        raise app.UsageError(f"--dataset={FLAGS.dataset} --data_dir={FLAGS.data_dir}: {e}") from None
+    # A registered dataset's source is cached per process (workers reload it); a folder,
+    # --data_fn or --augment gives the data in memory (workers get it as an .npz).
+    data, source = cli.make_data(values)
     space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
     benas = FLAGS.strategy == "benas"
     strategy = (cli.make_benas(space, constraints, values) if benas
@@ -298,6 +317,16 @@ def main(argv):
         except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         print(cli.export_line(report))
+    if FLAGS.top_k_export and result.best is not None:
+        from keras_cnas.export import ExportConstraintError, MicroError
+
+        try:
+            reports = cli.export_top(result, FLAGS.top_k_export, export or "int8", data,
+                                     constraints, seed=FLAGS.seed)
+        except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        for rank, report in enumerate(reports, start=1):
+            print(f"top {rank} ({report['dir']}): {cli.export_line(report)}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from keras_cnas.builders.blockset import build_blockset
 from keras_cnas.builders.descriptor import build_descriptor
 from keras_cnas.builders.resnet import build_resnet
 from keras_cnas.builders.enas_cell import build_enas_net
+from keras_cnas.builders.hyper import build_hyper
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
@@ -24,6 +25,7 @@ BUILDERS.add("descriptor", build_descriptor)
 BUILDERS.add("blockset", build_blockset)
 BUILDERS.add("resnet", build_resnet)
 BUILDERS.add("enas_cell", build_enas_net)
+BUILDERS.add("hyper", build_hyper)
 
 
 def build_model(spec: Spec) -> keras.Model:

@@ -18,7 +18,9 @@ from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
 from keras_cnas.strategies import STRATEGIES
 from keras_cnas.training.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRecipe
 
-SPACE_NAMES = ("descriptor", "blockset", "enas_cell")
+SPACE_NAMES = ("descriptor", "blockset", "enas_cell", "hyper")
+#: --dataset values beyond the registered datasets: a folder of images per class.
+FOLDER_DATASET = "folder"
 #: --strategy values: the registered strategies and B-ENAS, which drives its own loop.
 STRATEGY_NAMES = (*STRATEGIES.names(), "benas")
 #: Costs measured on each trial's TFLite artifact; a --max_<cost> bound on one of them
@@ -77,6 +79,8 @@ def make_space(name: str, input_shape: tuple[int, int, int], num_classes: int,
             raise app.UsageError(f"--stage_positions / --head_filters: {e}; pass 7 positive "
                                  "counts, e.g. 1,1,2,2,1,1,1, and a head width >= 0") from None
         return BlockSetSpace(input_shape, num_classes, skeleton=skeleton)
+    if name == "hyper":
+        return make_hyper_space(flags.get("hypermodel"), input_shape, num_classes)
     if name == "enas_cell":
         try:
             return EnasCellSpace(input_shape, num_classes, num_layers=flags.get("num_layers") or 3,
@@ -85,6 +89,77 @@ def make_space(name: str, input_shape: tuple[int, int, int], num_classes: int,
         except InvalidSpecError as e:
             raise app.UsageError(f"--num_layers / --filters / --max_blocks: {e}") from None
     raise app.UsageError(f"--space={name}: unknown space; known: {', '.join(SPACE_NAMES)}")
+
+
+def make_hyper_space(hypermodel: str | None, input_shape: tuple[int, int, int],
+                     num_classes: int) -> Space:
+    """``--space=hyper --hypermodel=module:function`` (or ``path/to/file.py:function``)."""
+    from keras_cnas.spaces.hyper import HyperSpace
+
+    if not hypermodel:
+        raise app.UsageError("--space=hyper needs --hypermodel=module:function, the build(hp) "
+                             "function to search (e.g. --hypermodel=my_models:build)")
+    _importable_from_cwd()
+    try:
+        return HyperSpace(hypermodel, input_shape, num_classes)
+    except (ValueError, InvalidSpecError) as e:
+        raise app.UsageError(f"--hypermodel: {e}") from None
+
+
+def _importable_from_cwd() -> None:
+    """Modules next to where the user runs the tool import as with ``python -m``."""
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``(data, what the evaluator gets)``: a registered dataset's source (workers reload it),
+    or, for ``--dataset=folder``, ``--data_fn`` or ``--augment``, the dataset in memory
+    (workers get it as an ``.npz``)."""
+    from keras_cnas import data as datasets
+    from keras_cnas.errors import DataError
+    from keras_cnas.training import DataSource
+
+    augment = flags.get("augment")
+    if not flags.get("data_fn") and flags.get("dataset") != FOLDER_DATASET:
+        source = DataSource.registered(
+            flags["dataset"], flags.get("data_dir"), validation_split=flags["validation_split"],
+            seed=flags.get("seed", 0), max_train_examples=flags.get("max_train_examples"))
+        try:
+            data = source.load()  # cached per process: the evaluator reuses it
+        except DataError as e:
+            raise app.UsageError(f"--dataset={flags['dataset']} --data_dir="
+                                 f"{flags.get('data_dir')}: {e}") from None
+        if not augment:
+            return data, source
+    else:
+        try:
+            if flags.get("data_fn"):
+                from keras_cnas._imports import import_object
+
+                _importable_from_cwd()
+                made = import_object(flags["data_fn"], argument="--data_fn")()
+                data = datasets.as_dataset(made)
+            else:
+                if not flags.get("data_dir"):
+                    raise app.UsageError("--dataset=folder needs --data_dir=DIR (one sub-folder "
+                                         "of images per class)")
+                size = flags.get("image_size")
+                data = datasets.from_directory(
+                    flags["data_dir"], image_size=[int(v) for v in size] if size else None,
+                    color_mode=flags.get("color_mode") or "rgb",
+                    validation_split=flags["validation_split"], seed=flags.get("seed", 0),
+                    augmentation=augment or "crop")
+        except (ValueError, DataError) as e:
+            where = (f"--data_fn={flags['data_fn']}" if flags.get("data_fn") else
+                     f"--dataset=folder --data_dir={flags.get('data_dir')}")
+            raise app.UsageError(f"{where}: {e}") from None
+    if augment:
+        data = dataclasses.replace(data, augmentation=datasets.augmentation_named(augment))
+    return data, data
 
 
 def reference_spec_path(path: str) -> pathlib.Path:
@@ -209,7 +284,16 @@ def controller_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluator_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
-    return {"traction_epochs": flags["traction_epochs"], "full_epochs": flags["full_epochs"],
+    from keras_cnas.training.objective import Objective
+
+    try:
+        goal = Objective.parse(flags.get("objective") or "J")
+    except ValueError as e:
+        raise app.UsageError(f"--objective: {e}") from None
+    return {"objective": goal.name, "direction": goal.direction,
+            "callbacks": list(flags.get("callbacks") or ()),
+            "augment": flags.get("augment") != "none",
+            "traction_epochs": flags["traction_epochs"], "full_epochs": flags["full_epochs"],
             "patience": flags["patience"], "batch_size": flags["batch_size"],
             "beta": flags["beta"], "regularizer": flags["regularizer"],
             "time_limit_seconds": flags.get("trial_time_limit"),
@@ -282,8 +366,31 @@ def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
     if not (best / "model.keras").is_file():
         raise FileNotFoundError(f"--export: {best} holds no model.keras (the evaluator saved no "
                                 "model); nothing to export")
-    return export_model(best, best, quantize, data, constraints=constraints,
-                        class_names=data.class_names, **settings)
+    return export_model(best, best, quantize, constraints=constraints,
+                        class_names=data.class_names, **export_data(data), **settings)
+
+
+def export_data(data: Any) -> dict[str, Any]:
+    """What an export is verified on: the test split, or the validation split when the data
+    has none (a tf.data or folder input without test images); int8 calibrates on train."""
+    if len(data.y_test):
+        return {"data": data}
+    return {"data": data.arrays("validation"), "representative_data": data}
+
+
+def export_top(result: Any, n: int, quantize: str, data: Any,
+               constraints: Constraints, **settings: Any) -> list[dict[str, Any]]:
+    """``--top_k_export=N``: the N best models retrained on train + validation
+    (``best/``, ``top/<rank>-<id>/``), each exported to a verified ``model.tflite`` there
+    (``settings`` as for :func:`export_best`)."""
+    from keras_cnas.export import export_model
+
+    reports = []
+    for directory in result.finalize_top(n):
+        report = export_model(directory, directory, quantize, constraints=constraints,
+                              class_names=data.class_names, **export_data(data), **settings)
+        reports.append({"dir": str(directory), **report})
+    return reports
 
 
 def export_line(report: Mapping[str, Any]) -> str:

@@ -26,10 +26,14 @@ from keras_cnas.data.dataset import (
     register,
 )
 
+from keras_cnas.data.directory import AUGMENTATIONS, augmentation_named, from_directory
+from keras_cnas.data.tfdata import as_dataset, from_tf_dataset
+
 # Imported for their side effect: each registers its loader in DATASETS.
 from keras_cnas.data import cifar10, digits, mnist  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "DATASETS", "SPLITS", "Augmentation", "Dataset", "DatasetLoader", "RawData",
-    "augment_images", "from_arrays", "load", "register",
+    "AUGMENTATIONS", "augment_images", "augmentation_named", "as_dataset", "from_arrays",
+    "from_directory", "from_tf_dataset", "load", "register",
 ]

@@ -30,7 +30,8 @@ from keras_cnas.engine.runners import InProcessRunner, Runner
 from keras_cnas.engine.search_dir import (ENTRIES, Manifest, SearchDirError, SearchDirLock, check_path,
                                           recover_dir, replace_dir)
 from keras_cnas.engine.store import TrialStore
-from keras_cnas.errors import InfeasibleConstraintsError, KerasCnasError, NoBestTrialError
+from keras_cnas.errors import (InfeasibleConstraintsError, KerasCnasError, NoBestTrialError,
+                               UnknownCostError)
 from keras_cnas.spaces.base import Space, Spec
 from keras_cnas.strategies.base import SearchContext, Strategy
 from keras_cnas.training.base import Evaluator
@@ -51,6 +52,24 @@ class FinalizeError(KerasCnasError, RuntimeError):
     ``best/`` are kept."""
 
 
+class SearchSummary(dict):
+    """``summary.json`` as a dict; calling it gives the text KerasTuner's
+    ``results_summary()`` prints: objective, status counts, the best trial, the top table.
+
+    Example:
+        >>> print(result.summary())          # doctest: +SKIP
+        >>> result.summary["status_counts"]  # doctest: +SKIP
+        {'COMPLETED': 20}
+    """
+
+    def __init__(self, data: Mapping[str, Any], text: str = ""):
+        super().__init__(data)
+        self._text = text
+
+    def __call__(self) -> str:
+        return self._text
+
+
 @dataclasses.dataclass
 class SearchResult:
     """What a search returns.
@@ -64,6 +83,7 @@ class SearchResult:
         best_metrics: metrics of the finalized best model (test accuracy after retraining).
         no_best: why there is no best trial (the bound every trial broke and the closest
             trial, or why all failed); None when there is one.
+        evaluator: the search's evaluator (retrains models for :meth:`get_best_models`).
     """
 
     best: Trial | None
@@ -73,10 +93,74 @@ class SearchResult:
     search_dir: pathlib.Path
     best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     no_best: str | None = None
+    evaluator: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def best_dir(self) -> pathlib.Path:
         return self.search_dir / "best"
+
+    def ranked(self) -> list[Trial]:
+        """Successful trials, best first, at the highest fidelity reached (one per spec)."""
+        ranked = sorted(summaries.comparable(self.trials), key=lambda t: (-t.score, t.id))
+        seen: set[str] = set()
+        return [t for t in ranked if not (t.spec.key() in seen or seen.add(t.spec.key()))]
+
+    def get_best_specs(self, n: int = 1) -> list[Spec]:
+        """The ``n`` best distinct specs, best first (KerasTuner's
+        ``get_best_hyperparameters``: a ``HyperSpec``'s ``as_dict()`` holds the values).
+
+        Example:
+            >>> [s.as_dict() for s in result.get_best_specs(3)]   # doctest: +SKIP
+            [{'filters_0': 32, 'units': 64}, ...]
+        """
+        return [t.spec for t in self.ranked()[:_count(n)]]
+
+    def get_best_models(self, n: int = 1) -> list[Any]:
+        """The ``n`` best models, best first, as trained tf_keras models.
+
+        The best is the finalized one (``best/``, retrained on train + validation); for the
+        others, a model already under ``top/`` (``finalize_top``) or saved by its trial
+        (``KerasEvaluator(save_models=True)``) is loaded, else the trial is retrained on
+        train + validation like the best (needs the search's evaluator) and saved under
+        ``top/<rank>-<id>/``.
+        """
+        from keras_cnas._keras import keras
+
+        out = []
+        for rank, trial in enumerate(self.ranked()[:_count(n)], start=1):
+            path = self._model_path(rank, trial)
+            if path is None:
+                path = self.finalize_top(rank)[-1] / "model.keras"
+            out.append(keras.models.load_model(path))
+        return out
+
+    def finalize_top(self, n: int) -> list[pathlib.Path]:
+        """Directories holding the ``n`` best models retrained on train + validation:
+        ``best/`` for the first, ``top/<rank>-<id>/`` for the others (trained now unless
+        there already). Each holds ``model.keras``, ``spec.json`` and ``metrics.json``."""
+        dirs = []
+        for rank, trial in enumerate(self.ranked()[:_count(n)], start=1):
+            out = self.best_dir if rank == 1 and self.best is not None \
+                and trial.id == self.best.id else self.search_dir / "top" / f"{rank:02d}-{trial.id:05d}"
+            if not (out / "model.keras").is_file():
+                if self.evaluator is None:
+                    raise FileNotFoundError(
+                        f"{out} holds no model and this result has no evaluator to retrain "
+                        f"trial {trial.id}; call it on the result search() returned")
+                best_epoch = trial.metrics.get("best_epoch") if trial.fidelity == "full" else None
+                metrics = self.evaluator.finalize(trial.candidate, out, seed=trial.id,
+                                                  epochs=int(best_epoch) if best_epoch else None)
+                (out / "trial.json").write_text(trial.to_json() + "\n")
+                logger.info("retrained trial %d (rank %d): %s", trial.id, rank, metrics)
+            dirs.append(out)
+        return dirs
+
+    def _model_path(self, rank: int, trial: Trial) -> pathlib.Path | None:
+        candidates = [self.search_dir / "top" / f"{rank:02d}-{trial.id:05d}" / "model.keras",
+                      self.search_dir / "trials" / f"{trial.id:05d}" / "model.keras"]
+        if self.best is not None and trial.id == self.best.id:
+            candidates.insert(0, self.best_dir / "model.keras")
+        return next((p for p in candidates if p.is_file()), None)
 
     def best_model(self):
         """The finalized best model (``search_dir/best/model.keras``) as a tf_keras.Model.
@@ -127,7 +211,7 @@ class SearchResult:
 
 def search(space: Space, constraints: Constraints | None = None, *,
            strategy: Strategy | None = None, evaluator: Evaluator | None = None,
-           data: Any = None, max_trials: int | None = None,
+           data: Any = None, objective: Any = None, max_trials: int | None = None,
            search_dir: str | pathlib.Path | None = None, runner: Runner | None = None,
            seed: int = 0, resume: bool = False, overwrite: bool = False,
            finalize: bool = True, verbose: bool = True, tensorboard: bool = True,
@@ -142,7 +226,12 @@ def search(space: Space, constraints: Constraints | None = None, *,
         strategy: default ``BayesOpt()`` (Gaussian-process Bayesian optimisation; the
             tabular benchmark in ``docs/results.md`` chose it).
         evaluator: how candidates are scored; default ``KerasEvaluator(data)``.
-        data: a ``keras_cnas.data.Dataset`` for the default evaluator.
+        data: the default evaluator's data: a ``keras_cnas.data.Dataset``, ``(x, y)`` NumPy
+            arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` pipelines) or an image
+            folder's path (see ``keras_cnas.data.as_dataset``).
+        objective: the default evaluator's objective: ``"J"`` (MIT-LL, the default),
+            ``"val_accuracy"``, ``"val_loss"`` or ``(metric, "min" | "max")``; with
+            ``evaluator=``, set it there.
         max_trials: evaluated trials to run in total (resumed ones included): the
             strategy's budget, which it scales its own phases to (``set_budget``); default:
             the strategy's own phase counts decide. A strategy that ends before it (the
@@ -197,6 +286,11 @@ def search(space: Space, constraints: Constraints | None = None, *,
         >>> len(result.trials), result.best.metrics["acc"] <= 1.0
         (10, True)
     """
+    if objective is not None:
+        if evaluator is not None:
+            raise ValueError("objective: pass it to the evaluator you give "
+                             "(KerasEvaluator(..., objective=...)), not to search()")
+        evaluator = _default_evaluator(data, objective=objective)
     return _Search(space, constraints or Constraints(), strategy, evaluator, data, max_trials,
                    search_dir, runner, seed, resume, overwrite, finalize, verbose,
                    dict(config_extra or {}), tensorboard, price_deployment).run()
@@ -310,7 +404,13 @@ class _Search:
         # strategy's own RNG untouched.
         sample = self.space.sample(np.random.default_rng(0))
         available = self.pricer.available(sample) | set(self.evaluator.reported_costs)
-        self.constraints.check_available(available)
+        try:
+            self.constraints.check_available(available)
+        except UnknownCostError as e:
+            reason = getattr(self.space, "unpriced", None)  # a HyperSpace names the layer
+            if reason is None:
+                raise
+            raise UnknownCostError(f"{e.args[0]}; {reason}") from None
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -511,6 +611,7 @@ class _Search:
         }
         (self.search_dir / "summary.json").write_text(
             json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        text = summaries.results_text(summary, trials, objective)
         if self.verbose:
             print(f"\n{summaries.top_table(trials, objective, constraints=self.constraints)}\n")
             if best is not None:
@@ -521,7 +622,8 @@ class _Search:
             raise FinalizeError(
                 f"finalize: retraining trial {best.id} failed ({failure}); its trials and "
                 f"{self.search_dir / 'summary.json'} are kept and best/ is unchanged") from failure
-        return SearchResult(best, trials, fronts, summary, self.search_dir, best_metrics, no_best)
+        return SearchResult(best, trials, fronts, SearchSummary(summary, text), self.search_dir,
+                            best_metrics, no_best, self.evaluator)
 
     def finalize_best(self, best: Trial) -> dict[str, Any]:
         """Retrains ``best`` into ``best/``, replaced atomically; a ``best/`` that already
@@ -603,10 +705,16 @@ def _default_strategy() -> Strategy:
     return BayesOpt()
 
 
-def _default_evaluator(data: Any) -> Evaluator:
+def _default_evaluator(data: Any, objective: Any = None) -> Evaluator:
     if data is None:
         raise ValueError("search: pass evaluator=... or data=... (a keras_cnas.data.Dataset, "
-                         "e.g. keras_cnas.data.load('digits'))")
+                         "(x, y) arrays or a tf.data.Dataset, e.g. keras_cnas.data.load('digits'))")
     from keras_cnas.training.evaluator import KerasEvaluator
 
-    return KerasEvaluator(data=data)
+    return KerasEvaluator(data=data, **({} if objective is None else {"objective": objective}))
+
+
+def _count(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive number of models, got {n!r}")
+    return n

@@ -42,7 +42,7 @@ MANIFEST_FILE = "written.json"
 #: may write. Only those it created are recorded, and only recorded ones are ever deleted.
 ENTRIES = ("trials.db", "trials.db-wal", "trials.db-shm", "trials.db-journal", "summary.json",
            "best", "best.new", "best.old", "trials", "cache", "tensorboard", "report",
-           "flags.json", "ensemble.json", "benas")
+           "flags.json", "ensemble.json", "benas", "top")
 #: Entries a new search writes into or over: one that exists but was not recorded belongs
 #: to someone else, and the search refuses to start rather than touch it.
 _CLAIMED_ON_START = tuple(e for e in ENTRIES if e != "report")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from keras_cnas.costs.constraints import Constraints, kib
 from keras_cnas.costs.report import _human
@@ -209,3 +209,32 @@ def _fmt(value: Any) -> str:
 
 def _clock(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(seconds)))
+
+
+def results_text(summary: Mapping[str, Any], trials: Sequence[Trial], objective: str) -> str:
+    """What ``SearchResult.summary()`` returns: the objective, status counts, the best
+    trial's values and costs, then the top table."""
+    goal = summary.get("objective", {})
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.get("status_counts", {}).items()))
+    lines = [f"objective: {goal.get('name', objective)} ({goal.get('direction', '?')}imised); "
+             f"{summary.get('num_trials', len(trials))} trials: {counts or 'none'}; "
+             f"{summary.get('rejected_proposals', 0)} proposals rejected by the hard bounds"]
+    best = summary.get("best")
+    if best:
+        spec = best.get("spec", {})
+        values = spec.get("values") if isinstance(spec.get("values"), Mapping) else None
+        lines.append(f"best: trial {best['id']}" + (
+            ": " + ", ".join(f"{k}={v}" for k, v in values.items()) if values else ""))
+        metrics = best.get("metrics", {})
+        shown = {k: metrics[k] for k in (objective, "val_accuracy", "val_loss") if k in metrics}
+        lines.append("  " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        costs = best.get("costs", {})
+        lines.append("  " + ", ".join(f"{k} {costs[k]:,.0f}" for k in
+                                      ("params", "madds", "memory_bytes", "arena_bytes")
+                                      if costs.get(k) is not None))
+        final = best.get("final_metrics") or {}
+        if final.get("test_accuracy") is not None:
+            lines.append(f"  retrained on train + validation: test accuracy "
+                         f"{final['test_accuracy']:.4f}")
+    lines.append(top_table(trials, objective))
+    return "\n".join(lines)

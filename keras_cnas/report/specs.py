@@ -69,3 +69,9 @@ def _blockset(spec: Any) -> dict[str, HParamValue]:
 def _categorical(spec: Any) -> dict[str, HParamValue]:
     width = len(str(len(spec.decisions) - 1))  # d0..d7, or d00..d35: sorts as a table
     return {f"d{i:0{width}d}": d for i, d in enumerate(spec.decisions)}
+
+
+@SPEC_SUMMARIES.register("hyper")
+def _hyper(spec: Any) -> dict[str, HParamValue]:
+    """A hypermodel's active values by name, as KerasTuner's HParams show them."""
+    return dict(spec.values)

@@ -24,6 +24,7 @@ import pathlib
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from keras_cnas._imports import import_object, module_root_of, object_path
 from keras_cnas.data import Dataset
 from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
@@ -31,6 +32,7 @@ from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
 from keras_cnas.training.datasource import (DataSource, cache_file_name, fingerprint, remember,
                                             save_npz)
+from keras_cnas.training.objective import J, Objective
 from keras_cnas.training.optimizer import OptimizerRecipe
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
 
@@ -71,6 +73,8 @@ def no_regularizer(spec: Spec, model: "keras.Model") -> float:
 
 # The data entry of the config of an evaluator built on an in-memory dataset.
 IN_MEMORY = "in_memory"
+# How the config records a callback object that has no importable path.
+IN_MEMORY_CALLBACK = "<in-memory callback "
 
 # Longest error text kept in a trial record: TensorFlow errors can run to pages.
 MAX_ERROR_CHARS = 1000
@@ -114,13 +118,16 @@ def _error_text(prefix: str, error: BaseException) -> str:
 
 @EVALUATORS.register("keras")
 class KerasEvaluator(Evaluator):
-    """Trains candidates with Keras and scores them by J = val_loss + beta * R(A) (minimised).
+    """Trains candidates with Keras and scores them by J = val_loss + beta * R(A) (minimised),
+    the validation accuracy or any metric the model logs.
 
     Args:
         data: the data: a :class:`~keras_cnas.data.Dataset` in memory (kept for use in this
             process; call :meth:`portable` before handing the evaluator to workers), a
             :class:`~keras_cnas.training.datasource.DataSource`, or its config dict (e.g.
-            ``{"name": "digits"}``). A source is loaded lazily, once per process.
+            ``{"name": "digits"}``); or anything :func:`keras_cnas.data.as_dataset` reads:
+            ``(x, y)`` arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` ones), an
+            image folder. A source is loaded lazily, once per process.
         learning_rate: the initial step size (MIT-LL, Adam: 5e-4; RCAS, SGD: 0.1).
         optimizer: ``"adam"`` (MIT-LL) or ``"sgd_nesterov"`` (RCAS §4.1); see
             :class:`~keras_cnas.training.optimizer.OptimizerRecipe` and its ``RCAS_RECIPE``.
@@ -160,6 +167,16 @@ class KerasEvaluator(Evaluator):
         export_int8_io: int8 input and output tensors on the measured artifact (``"int8"``
             only), so that what is checked during the search is what a firmware ships.
         latency_runs: timed invocations per ``latency_ms`` measurement.
+        objective: what the search optimises (:class:`~keras_cnas.training.objective.Objective`):
+            ``"J"`` (MIT-LL, the default), ``"val_accuracy"``, ``"val_loss"``, or the name
+            of any metric the model logs with ``direction``. A full-fidelity run keeps the
+            epoch best by it (for J: the lowest val_loss).
+        direction: ``"min"`` or ``"max"`` for a metric whose direction cannot be inferred.
+        callbacks: the user's own Keras callbacks, added to every search trial's ``fit``
+            (not to the final retraining, which has no validation split). Objects work in
+            this process; for worker processes and Ray, name them by ``"module:attribute"``
+            (a callback instance, a Callback class built without arguments, or a function
+            returning a callback or a list of them).
         verbose: Keras verbosity.
 
     Metrics of a COMPLETED trial: ``objective``, ``val_loss``, ``val_accuracy``,
@@ -195,7 +212,8 @@ class KerasEvaluator(Evaluator):
                  regularizer: str = "params_k", time_limit_seconds: float | None = None,
                  save_models: bool = False, measure: Sequence[str] = (),
                  export_quantize: str = "int8", export_int8_io: bool = False,
-                 latency_runs: int = 50, verbose: int = 0):
+                 latency_runs: int = 50, objective: Any = J, direction: str | None = None,
+                 callbacks: Sequence[Any] = (), verbose: int = 0):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
             self._dataset: Dataset | None = data
@@ -209,10 +227,10 @@ class KerasEvaluator(Evaluator):
                 ".npz cache that the config names)")
         elif isinstance(data, Mapping):
             self._source, self._dataset = DataSource.from_config(data), None
-        else:
-            raise ValueError(
-                f"data: expected a keras_cnas.data.Dataset, a DataSource or its config dict "
-                f"(e.g. {{'name': 'digits'}}), got {type(data).__name__}")
+        else:  # arrays, tf.data pipelines, an image folder (DataError if none of those)
+            from keras_cnas.data import as_dataset
+
+            self._source, self._dataset = None, as_dataset(data)
         self.recipe = OptimizerRecipe(optimizer, learning_rate, momentum=momentum,
                                       weight_decay=weight_decay,
                                       lr_decay_epochs=tuple(lr_decay_epochs),
@@ -239,6 +257,9 @@ class KerasEvaluator(Evaluator):
             raise ValueError(f"export_int8_io: expected True (with export_quantize='int8') or "
                              f"False, got {export_int8_io!r} with {export_quantize!r}")
         _positive_int("latency_runs", latency_runs)
+        self.goal = Objective.resolve(objective, direction)
+        self.objective, self.direction = self.goal.metric, self.goal.direction
+        self.callbacks = _checked_callbacks(callbacks)
         self.learning_rate = self.recipe.learning_rate
         self.batch_size = batch_size
         self.augment = augment
@@ -295,6 +316,13 @@ class KerasEvaluator(Evaluator):
             >>> evaluator.portable(tempfile.mkdtemp()).is_portable
             True
         """
+        unnamed = [c for c in self.callbacks
+                   if str(_callback_config(c)).startswith(IN_MEMORY_CALLBACK)]
+        if unnamed:
+            raise ValueError(
+                f"callbacks: {type(unnamed[0]).__name__} is an object made in this process, which "
+                "worker processes cannot rebuild; pass it as 'module:attribute' (a module-level "
+                "callback, a Callback class or a function returning callbacks), or run in process")
         if self._source is not None and (self._source.npz_path is not None or not cache_registered):
             return KerasEvaluator(self._source, **self._hyperparameters())
         data = self.dataset
@@ -318,7 +346,8 @@ class KerasEvaluator(Evaluator):
                 "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
                 "measure": list(self.measure), "export_quantize": self.export_quantize,
                 "export_int8_io": self.export_int8_io, "latency_runs": self.latency_runs,
-                "verbose": self.verbose}
+                "objective": self.goal.name, "direction": self.goal.direction,
+                "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose}
 
     def get_config(self) -> dict[str, Any]:
         """JSON-compatible constructor arguments.
@@ -380,10 +409,15 @@ class KerasEvaluator(Evaluator):
             epochs = self.traction_epochs or math.ceil(
                 self.traction_steps / math.ceil(len(data.y_train) / self.batch_size))
         else:
-            early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
+            early = keras.callbacks.EarlyStopping(monitor=self.goal.monitor, mode=self.goal.direction,
+                                                  patience=self.patience,
                                                   restore_best_weights=True)
             callbacks.append(early)
             epochs = self.full_epochs
+        try:
+            callbacks.extend(_resolved_callbacks(self.callbacks))
+        except Exception as e:  # noqa: BLE001  a set-up problem: stop the search with it.
+            raise ValueError(f"callbacks: {e}") from None
 
         started = time.perf_counter()
         try:
@@ -401,9 +435,8 @@ class KerasEvaluator(Evaluator):
             best = early.best_epoch
         metrics: dict[str, float] = {"epochs": run, "best_epoch": best + 1,
                                      "params": model.count_params()}
-        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            values = history.get(name, [])
-            if len(values) > best >= 0:
+        for name, values in history.items():  # every logged metric, the compiled ones too
+            if name != "lr" and len(values) > best >= 0:
                 metrics[name if name.startswith("val_") else f"train_{name}"] = float(values[best])
 
         reason = guard.reason or (timer.reason if timer is not None else None)
@@ -420,6 +453,11 @@ class KerasEvaluator(Evaluator):
                                     _error_text("regularizer failed", e))
         metrics["regularizer"] = penalty
         metrics["objective"] = metrics["val_loss"] + self.beta * penalty
+        if self.goal.name != J and self.objective not in metrics:
+            logged = sorted(k for k in metrics if k.startswith(("val_", "train_")))
+            return EvaluationResult(metrics, costs, TrialStatus.FAILED,
+                                    f"objective {self.goal.name!r} was not logged by fit; logged: "
+                                    f"{', '.join(logged)} (a train metric is train_<name>)")
         if self.measure:
             try:
                 costs.update(self._measure(model, data, seed))
@@ -529,8 +567,16 @@ class KerasEvaluator(Evaluator):
     def _fit(self, model: "keras.Model", data: Dataset, split: str, epochs: int, seed: int,
              callbacks: Sequence["keras.callbacks.Callback"], *,
              validate: bool) -> dict[str, list[float]]:
-        model.compile(optimizer=self.recipe.make_optimizer(),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        if getattr(model, "_is_compiled", False):
+            # The build function compiled it (KerasTuner's convention): keep its optimizer,
+            # loss and metrics, with accuracy logged for the reports.
+            metrics = list(getattr(model.compiled_metrics, "_user_metrics", None) or [])
+            if not any(m in ("accuracy", "acc") for m in metrics):
+                metrics.append("accuracy")
+            model.compile(optimizer=model.optimizer, loss=model.loss, metrics=metrics)
+        else:
+            model.compile(optimizer=self.recipe.make_optimizer(),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         history = model.fit(
             data.tf_dataset(split, batch_size=self.batch_size, augment=self.augment, seed=seed),
             validation_data=(data.tf_dataset("validation", batch_size=self.batch_size)
@@ -573,3 +619,59 @@ def _save(model: "keras.Model", spec: Spec, metrics: Mapping[str, Any], out_dir:
     finite = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
               for k, v in metrics.items()}
     (out_dir / "metrics.json").write_text(json.dumps(finite, indent=2, sort_keys=True) + "\n")
+
+
+def _checked_callbacks(callbacks: Any) -> tuple[Any, ...]:
+    """``callbacks`` validated: Keras callback objects, or ``"module:attribute"`` paths, kept as
+    ``{"path": ..., "root": ...}`` with the directory their module was imported from (a
+    worker, whose working directory is its own, puts it on ``sys.path``)."""
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise ValueError(f"callbacks: expected a list of Keras callbacks or 'module:attribute' "
+                         f"paths, got {callbacks!r:.80}")
+    out: list[Any] = []
+    for i, c in enumerate(callbacks):
+        if isinstance(c, str) and c.startswith(IN_MEMORY_CALLBACK):
+            raise ValueError(f"callbacks[{i}]: {c} was an object of another process, which a "
+                             "JSON config cannot carry; name it by 'module:attribute'")
+        if isinstance(c, (str, Mapping)):
+            path = c if isinstance(c, str) else c.get("path")
+            root = None if isinstance(c, str) else c.get("root")
+            path = object_path(path, f"callbacks[{i}]")
+            # Imported now (a set-up error stops here, in one line), and again in each worker.
+            import_object(path, root, argument=f"callbacks[{i}]")
+            out.append({"path": path, "root": root if root is not None else module_root_of(path)})
+        elif callable(getattr(c, "set_model", None)):
+            out.append(c)
+        else:
+            raise ValueError(f"callbacks[{i}]: expected a Keras callback (keras.callbacks."
+                             f"Callback) or 'module:attribute', got {type(c).__name__}")
+    return tuple(out)
+
+
+def _callback_config(callback: Any) -> Any:
+    """A callback's JSON form: its path and module root, or a note for an object no module
+    holds (which :meth:`KerasEvaluator.portable` refuses)."""
+    if isinstance(callback, Mapping):
+        return dict(callback)
+    try:
+        path = object_path(callback, "callbacks")
+    except ValueError:
+        return f"{IN_MEMORY_CALLBACK}{type(callback).__name__}>"
+    return {"path": path, "root": module_root_of(path)}
+
+
+def _resolved_callbacks(callbacks: Sequence[Any]) -> list[Any]:
+    """Callback objects: paths imported (a class instantiated, a function called)."""
+    import inspect
+
+    out: list[Any] = []
+    for c in callbacks:
+        if isinstance(c, Mapping):
+            c = import_object(c["path"], c.get("root"), argument="callbacks")
+            if inspect.isclass(c) or inspect.isfunction(c):
+                c = c()
+        out.extend(c if isinstance(c, (list, tuple)) else [c])
+    for c in out:
+        if not callable(getattr(c, "set_model", None)):
+            raise ValueError(f"expected Keras callbacks, got {type(c).__name__}")
+    return out

@@ -200,18 +200,30 @@ def test_benas_search_honours_the_params_bound_and_exports(tmp_path):
 
 
 def test_no_trial_meeting_a_measured_bound_exits_non_zero_naming_it_and_the_closest(tmp_path):
-    out = run("--strategy=random", "--max_trials=2", "--max_tflite_bytes=1KiB",
+    # Host latency is only known after training: every trial is measured, none fits.
+    out = run("--strategy=random", "--max_trials=2", "--max_latency_ms=0.00001",
               f"--search_dir={tmp_path}")
     assert out.returncode != 0 and "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: no trial met the bounds: 2 of 2 trials broke max_tflite_bytes; "
+    assert last.startswith("error: no trial met the bounds: 2 of 2 trials broke max_latency_ms; "
                            "the closest, trial "), last
-    assert "> max 1,024 " in last
+    assert "> max 1e-05 " in last
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best"] is None and summary["no_best"] in last
-    assert "flash " in out.stdout and "KiB" in out.stdout  # the bounded cost, in KiB
     for noise in ("Found untraced functions", "Using new converter", "Sharding callback"):
         assert noise not in out.stderr
+
+
+def test_an_impossible_flash_bound_stops_before_training_naming_the_cheapest_file(tmp_path):
+    # The flatbuffer size is priced from the spec: no candidate is trained to find out.
+    out = run("--strategy=random", "--max_trials=2", "--max_tflite_bytes=1KiB",
+              f"--search_dir={tmp_path}")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "broke the hard constraints" in last, last
+    assert "the cheapest costs seen: tflite_bytes " in last and "max_tflite_bytes=1,024" in last
+    with sqlite3.connect(tmp_path / "trials.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
 
 
 def test_device_preset_bounds_the_search_and_records_where_each_bound_came_from(tmp_path):

@@ -136,7 +136,7 @@ def main(argv):
                                   num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
                                   seed=FLAGS.seed)
         except ExportConstraintError as e:  # name the bounds it broke
-            bounds = ", ".join(f"--max_{v.cost}={FLAGS[f'max_{v.cost}'].value:g}"
+            bounds = ", ".join(f"--max_{v.cost}={FLAGS[f'max_{v.cost}'].value}"
                                if f"max_{v.cost}" in FLAGS else v.cost for v in e.violations)
             sys.exit(f"error: {bounds}: {e}")
         except (MicroError, ValueError) as e:  # e.g. the dataset's images do not fit the model

@@ -130,9 +130,9 @@ def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:
             seed=flags.get("seed", 0), max_train_examples=flags.get("max_train_examples"))
         try:
             data = source.load()  # cached per process: the evaluator reuses it
-        except DataError as e:
-            raise app.UsageError(f"--dataset={flags['dataset']} --data_dir="
-                                 f"{flags.get('data_dir')}: {e}") from None
+        except DataError as e:  # missing or corrupt files: not a usage error (exit 1)
+            raise DataError(f"--dataset={flags['dataset']} --data_dir="
+                            f"{flags.get('data_dir')}: {e}") from None
         if not augment:
             return data, source
     else:
@@ -156,6 +156,8 @@ def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:
         except (ValueError, DataError) as e:
             where = (f"--data_fn={flags['data_fn']}" if flags.get("data_fn") else
                      f"--dataset=folder --data_dir={flags.get('data_dir')}")
+            if isinstance(e, DataError):  # unreadable files: exit 1, as for registered data
+                raise DataError(f"{where}: {e}") from None
             raise app.UsageError(f"{where}: {e}") from None
     if augment:
         data = dataclasses.replace(data, augmentation=datasets.augmentation_named(augment))

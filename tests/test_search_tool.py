@@ -139,6 +139,7 @@ def test_the_default_strategy_searches_digits_spends_its_budget_and_exports(tmp_
     assert (search_dir / "best" / "model.tflite").stat().st_size == export["tflite_bytes"]
 
 
+@pytest.mark.slow  # ~70 s; lazy greedy itself is tested on tables in test_lazy_greedy
 def test_blockset_lazy_greedy_search_on_digits_completes_and_exports(tmp_path):
     """Issue 5's end-to-end run, small: RCAS' APR rule over a 7-position block-set, trained
     with the RCAS SGD recipe, then the best model exported to a verified int8 TFLite."""
@@ -178,6 +179,7 @@ def test_reinforce_penalises_the_measured_training_time(tmp_path):
     assert bad.returncode != 0 and "--penalty_bounds: expected cost=bound items" in bad.stderr
 
 
+@pytest.mark.slow  # ~30 s; test_benas covers the bound, selection and resume
 def test_benas_search_honours_the_params_bound_and_exports(tmp_path):
     """B-ENAS from the shell, tiny: weight-sharing epochs, SelectCell, the final network
     trained from scratch under --max_params, and its int8 export."""

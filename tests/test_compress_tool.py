@@ -23,9 +23,9 @@ def resnet_run(tmp_path_factory) -> pathlib.Path:
     """ResNet-8 (thin) trained on digits, compressed by group lasso to a third of its FLOPs,
     exported to int8."""
     out = tmp_path_factory.mktemp("compress") / "run"
-    result = run_tool("--baseline=resnet8", "--width=4", "--baseline_epochs=2", "--dataset=digits",
+    result = run_tool("--baseline=resnet8", "--width=8", "--baseline_epochs=4", "--dataset=digits",
                       "--method=group_lasso", "--flops_fraction=0.33", "--epochs=1",
-                      "--finetune_epochs=1", "--export=int8", f"--out_dir={out}")
+                      "--finetune_epochs=3", "--export=int8", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     return out

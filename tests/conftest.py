@@ -2,6 +2,10 @@
 
 import os
 import pathlib
+import signal
+import sqlite3
+import subprocess
+import time
 
 import pytest
 
@@ -85,3 +89,28 @@ def assert_deployment_costs_exact(spec, target, seed=0):
     assert priced["arena_bytes"] == measured["arena_bytes"], (target, spec.to_json())
     assert priced["tflite_bytes"] >= measured["tflite_bytes"], (target, spec.to_json())
     return priced, measured
+
+
+def finished_rows(db: pathlib.Path) -> dict[int, tuple]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, status, spec_json, metrics_json, costs_json, score FROM trials "
+                            "WHERE status IN ('COMPLETED', 'FAILED', 'INFEASIBLE')").fetchall()
+    return {row[0]: row for row in rows}
+
+
+def sigkill_after_finished(proc: subprocess.Popen, db: pathlib.Path, count: int, *,
+                           timeout: float, poll: float = 0.2) -> None:
+    """Waits until ``count`` trials of the search ``proc`` runs have finished in ``db``, then
+    kills it with SIGKILL (a resume test's interruption at a known point)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                if len(finished_rows(db)) >= count:
+                    break
+            except sqlite3.OperationalError:  # schema not created yet
+                pass
+        time.sleep(poll)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

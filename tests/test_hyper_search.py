@@ -4,16 +4,15 @@ objective val_accuracy, killed with SIGKILL and resumed; a folder dataset with -
 the new flags' one-line errors."""
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
-from test_search_tool import REPO, finished_rows
+from conftest import finished_rows, sigkill_after_finished
+from test_search_tool import REPO
 
 USER_MODULE = textwrap.dedent('''
     import pathlib
@@ -69,20 +68,7 @@ def test_a_hypermodel_search_with_workers_resumes_after_sigkill(tmp_path):
     # Run from the user's folder, as they would: my_models imports from there.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = search_dir / "trials.db"
-    deadline = time.time() + 400
-    before: dict = {}
-    while time.time() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                before = finished_rows(db)
-            except sqlite3.OperationalError:
-                before = {}
-            if len(before) >= 2:
-                break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the search ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_after_finished(proc, db, 2, timeout=400)
     before = finished_rows(db)
     assert 2 <= len(before) < 7
 

@@ -2,13 +2,13 @@
 
 import json
 import pathlib
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
+from conftest import finished_rows, sigkill_after_finished
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMALL = ["--dataset=digits", "--space=descriptor", "--max_conv_layers=2", "--max_filters=8",
@@ -24,13 +24,6 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(search_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def finished_rows(db: pathlib.Path) -> dict[int, tuple]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, status, spec_json, metrics_json, costs_json, score FROM trials "
-                            "WHERE status IN ('COMPLETED', 'FAILED', 'INFEASIBLE')").fetchall()
-    return {row[0]: row for row in rows}
-
-
 def test_search_killed_with_sigkill_resumes_to_exactly_the_requested_trials(tmp_path):
     search_dir = tmp_path / "run"
     args = ["--strategy=montecarlo", "--num_random=5", "--num_adaptive=5", "--num_full=2",
@@ -38,20 +31,7 @@ def test_search_killed_with_sigkill_resumes_to_exactly_the_requested_trials(tmp_
     proc = subprocess.Popen(search_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     db = search_dir / "trials.db"
-    deadline = time.time() + 240
-    before: dict[int, tuple] = {}
-    while time.time() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                before = finished_rows(db)
-            except sqlite3.OperationalError:  # schema not created yet
-                before = {}
-            if len(before) >= 3:
-                break
-        time.sleep(0.1)
-    assert proc.poll() is None, "the search ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_after_finished(proc, db, 3, timeout=240, poll=0.1)
     before = finished_rows(db)  # exactly what had finished at the kill
     assert 3 <= len(before) < 12
 

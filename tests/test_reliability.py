@@ -90,7 +90,7 @@ def hostile_models(tmp_path_factory):
 def test_no_loader_runs_code_from_a_model_file(hostile_models, kind, why, tmp_path):
     from keras_cnas.export import load_saved_model
     from keras_cnas.training.ensemble import Ensemble
-    from keras_cnas.training.model_file import ModelFileError
+    from keras_cnas.export.model_file import ModelFileError
 
     root, marker = hostile_models
     model_dir = root / kind

@@ -175,7 +175,7 @@ class SearchResult:
             raise NoBestTrialError(f"best_model: the search in {self.search_dir} has no best "
                                    f"trial: {self.no_best or 'no trial succeeded'}; relax the "
                                    "bounds or search longer")
-        from keras_cnas.training.model_file import load_model_file
+        from keras_cnas.export.model_file import load_model_file
 
         path = self.best_dir / "model.keras"
         if not path.exists():

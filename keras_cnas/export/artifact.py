@@ -69,13 +69,13 @@ def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
     """The ``tf_keras`` model in ``path``: a ``.keras`` file or a directory holding
     ``model.keras`` (e.g. a search's best/). Only the Keras v3 format, in safe mode:
     legacy HDF5 files and Lambda layers, which run code on load, are refused
-    (:mod:`keras_cnas.training.model_file`). tfmot pruning or QAT wrappers load too.
+    (:mod:`keras_cnas.export.model_file`). tfmot pruning or QAT wrappers load too.
 
     Raises:
         FileNotFoundError: no such file, or the directory has no ``model.keras``.
         ModelFileError: the file could run code when loaded, or is not a v3 archive.
     """
-    from keras_cnas.training.model_file import load_model_file
+    from keras_cnas.export.model_file import load_model_file
 
     p = pathlib.Path(path)
     file = p / MODEL_FILE if p.is_dir() else p

@@ -41,8 +41,9 @@ Example:
     >>> space = HyperSpace(build, input_shape=(8, 8, 1), num_classes=10)
     >>> space.decision_sizes(), [hp.name for hp in space.hyperparameters]
     ([4, 2], ['filters', 'pool'])
+    >>> import keras_cnas as cnas
     >>> spec = space.spec({"filters": 8, "pool": True})
-    >>> spec.describe(), space.estimate(spec).params   # built, not trained: 80 + 72 * 10 + 10
+    >>> spec.describe(), cnas.estimate(spec).params   # built, not trained: 80 + 72 * 10 + 10
     ('filters=8 pool=True', 810)
 """
 
@@ -63,6 +64,22 @@ from keras_cnas.spaces.base import SPACES, SPEC_TYPES, Mutation, Space, Spec, ch
 
 __all__ = ["FLOAT_GRID", "HyperParameter", "HyperParameters", "HyperSpace", "HyperSpec",
            "build_fn_path", "discover", "resolve_build_fn"]
+
+#: Build function path -> why its models have no analytic costs beyond params, recorded by
+#: the Keras side (``keras_cnas.builders.hyper.hyper_costs``) when it prices a model.
+_UNPRICED: dict[str, str] = {}
+
+
+def note_unpriced(build_fn: str, reason: str) -> bool:
+    """Records that models of ``build_fn`` have only ``params``; True when it is news."""
+    news = _UNPRICED.get(build_fn) != reason
+    _UNPRICED[build_fn] = reason
+    return news
+
+
+def unpriced_reason(build_fn: str) -> str | None:
+    """Why models of ``build_fn`` have only ``params`` (the unpriceable layer), or None."""
+    return _UNPRICED.get(build_fn)
 
 logger = logging.getLogger(__name__)
 
@@ -582,20 +599,10 @@ class HyperSpace(Space):
         return HyperSpec(self.build_fn, active, self.input_shape, self.num_classes,
                          self.module_root)
 
-    def estimate(self, spec: Spec) -> "Any":
-        """The costs of the model ``spec`` builds (``keras_cnas.builders.hyper.hyper_costs``:
-        builds it, no training). Imports TensorFlow."""
-        from keras_cnas.costs.estimate import estimate  # lazy: costs imports spaces
-
-        self.validate(spec)
-        return estimate(spec)
-
     @property
     def unpriced(self) -> str | None:
         """Why the analytic costs beyond ``params`` are missing (the layer the cost code
         cannot price), once a spec was estimated; None if every cost is known."""
-        from keras_cnas.builders.hyper import unpriced_reason
-
         return unpriced_reason(self.build_fn)
 
 

@@ -277,7 +277,7 @@ def test_resume_with_another_scoring_is_refused(tmp_path):
 
 
 def test_the_keras_evaluators_identity_covers_training_and_data():
-    from keras_cnas.training.datasource import DataSource
+    from keras_cnas.data.cache import DataSource
     from keras_cnas.training.evaluator import KerasEvaluator
 
     def identity(lr=5e-4, epochs=30, split=0.1, max_train=None, verbose=0):
@@ -396,7 +396,7 @@ def _one_worker_trial(config, tmp_path):
 
 
 def test_a_data_error_in_a_worker_stops_the_search_in_the_driver(tmp_path):
-    from keras_cnas.training.datasource import DataSource
+    from keras_cnas.data.cache import DataSource
     from keras_cnas.training.evaluator import KerasEvaluator
 
     config = KerasEvaluator(DataSource.registered("mnist", tmp_path / "missing")).to_json_config()

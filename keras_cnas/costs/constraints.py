@@ -80,6 +80,10 @@ def parse_bytes(text: str | float, name: str = "size") -> int:
     return size
 
 
+#: Costs shown in KiB (the units a firmware's linker map uses).
+KIB_COSTS = ("arena_bytes", "tflite_bytes")
+
+
 def kib(value: float) -> str:
     """Bytes as KiB for tables and progress lines (``"15.5KiB"``)."""
     return f"{value / 1024:.1f}KiB"

@@ -16,7 +16,7 @@ import pathlib
 from typing import TYPE_CHECKING, Any, Sequence
 
 from keras_cnas.costs.report import _human
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
 from keras_cnas.report.record import SearchRecord
 from keras_cnas.trial import Trial, TrialStatus
 
@@ -62,8 +62,8 @@ def _wide(values: Sequence[float]) -> bool:
 def pareto_costs(record: SearchRecord) -> list[str]:
     """The costs to draw an accuracy-vs-cost front for: the summary's (params, MAdds,
     memory), every bounded cost, and measured TFLite costs, if any trial reports them."""
-    wanted = list(summaries.PARETO_COSTS) + [c for c in record.constraints.bounds
-                                             if c not in summaries.PARETO_COSTS]
+    wanted = list(ranking.PARETO_COSTS) + [c for c in record.constraints.bounds
+                                             if c not in ranking.PARETO_COSTS]
     wanted += [c for c in MEASURED_COSTS[:3] if c not in wanted]
     return [c for c in wanted if any(_finite(t.costs.get(c)) and record.accuracy(t) is not None
                                      for t in record.trials)]
@@ -99,7 +99,7 @@ def pareto_figure(record: SearchRecord, cost: str) -> "Figure":
         ax.scatter(xs, ys, s=30, marker="x", color="tab:red",
                    label=f"infeasible, measured ({len(points)})")
         xs_all += xs
-    front = summaries.pareto_front(record.trials, cost, record.objective)
+    front = ranking.pareto_front(record.trials, cost, record.objective)
     if front:
         fx = [p[cost] for p in front]
         fy = [p["accuracy"] for p in front]
@@ -191,7 +191,7 @@ def progress_figure(record: SearchRecord) -> "Figure":
 def histogram_costs(record: SearchRecord) -> list[str]:
     """Analytic costs that are bounded or among the summary's, and that samples report."""
     wanted = [c for c in ANALYTIC_COSTS if c in record.constraints.bounds
-              or c in summaries.PARETO_COSTS]
+              or c in ranking.PARETO_COSTS]
     return [c for c in wanted if any(_finite(t.costs.get(c)) for t in record.trials)
             or any(_finite(r["costs"].get(c)) for r in record.rejected)]
 

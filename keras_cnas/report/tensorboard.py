@@ -28,7 +28,7 @@ import os
 import pathlib
 from typing import Iterable, Iterator
 
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
 from keras_cnas.report import events
 from keras_cnas.report.specs import HParamValue, spec_summary
 from keras_cnas.trial import Trial, TrialStatus
@@ -170,7 +170,7 @@ class TensorBoardWriter:
 
     def _write_progress(self, trial: Trial) -> None:
         values = [events.scalar_value("trial/id", trial.id)]
-        objective, accuracy = self._objective(trial), summaries.accuracy_of(trial, self.objective)
+        objective, accuracy = self._objective(trial), ranking.accuracy_of(trial, self.objective)
         if objective is not None:
             values.append(events.scalar_value(f"trial/{self.objective}", objective))
         if accuracy is not None and _finite(accuracy):
@@ -180,7 +180,7 @@ class TensorBoardWriter:
         values += [events.scalar_value(f"costs/{name}", value)
                    for name, value in sorted(trial.costs.items()) if _finite(value)]
         for fidelity, best in sorted(self._best.items()):
-            best_objective, best_accuracy = self._objective(best), summaries.accuracy_of(
+            best_objective, best_accuracy = self._objective(best), ranking.accuracy_of(
                 best, self.objective)
             if best_objective is not None:
                 values.append(events.scalar_value(f"best/{fidelity}/{self.objective}",

@@ -30,7 +30,7 @@ from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
-from keras_cnas.training.datasource import (DataSource, cache_file_name, fingerprint, remember,
+from keras_cnas.data.cache import (DataSource, cache_file_name, fingerprint, remember,
                                             save_npz)
 from keras_cnas.training.objective import J, Objective
 from keras_cnas.training.optimizer import OptimizerRecipe
@@ -124,7 +124,7 @@ class KerasEvaluator(Evaluator):
     Args:
         data: the data: a :class:`~keras_cnas.data.Dataset` in memory (kept for use in this
             process; call :meth:`portable` before handing the evaluator to workers), a
-            :class:`~keras_cnas.training.datasource.DataSource`, or its config dict (e.g.
+            :class:`~keras_cnas.data.cache.DataSource`, or its config dict (e.g.
             ``{"name": "digits"}``); or anything :func:`keras_cnas.data.as_dataset` reads:
             ``(x, y)`` arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` ones), an
             image folder. A source is loaded lazily, once per process.

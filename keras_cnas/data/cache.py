@@ -252,7 +252,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     if not path.is_file():
         raise FileNotFoundError(
             f"npz_path: no dataset cache at {path}; write one with "
-            "keras_cnas.training.datasource.save_npz(dataset, path) or "
+            "keras_cnas.data.cache.save_npz(dataset, path) or "
             "KerasEvaluator.portable(cache_dir)")
     try:
         with np.load(path, allow_pickle=False) as npz:

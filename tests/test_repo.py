@@ -155,3 +155,19 @@ def test_an_injected_upward_import_fails(tmp_path, where, source, upward):
     assert bool(found) == upward, found
     if upward:
         assert found[0][0] == f"keras_cnas/{where}" and "higher layer" in found[0][3]
+
+
+@pytest.mark.parametrize("pattern, home", [
+    (r"""["']dynamic["'],\s*["']float16["']|["']float16["'],\s*["']dynamic["']""",
+     ("costs/quantization.py", "costs/micro_support.py")),
+    (r"""["']tflite_bytes["'],\s*["']arena_bytes["'],\s*["']latency_ms["']""", ("costs/measured.py",)),
+])
+def test_quantization_and_measured_cost_names_are_spelled_in_one_home(pattern, home):
+    """The quantizations, the TFLite Micro rule and the measured costs are imported from
+    keras_cnas/costs, never spelled again (a copy drifts)."""
+    regex = re.compile(pattern)
+    homes = {REPO / "keras_cnas" / h for h in home}
+    offenders = [str(p.relative_to(REPO)) for top in ("keras_cnas", "tools")
+                 for p in sorted((REPO / top).rglob("*.py"))
+                 if p not in homes and regex.search(p.read_text())]
+    assert offenders == []

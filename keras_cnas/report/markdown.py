@@ -10,12 +10,13 @@ from typing import Any, Mapping
 
 from keras_cnas.costs.report import _human
 from keras_cnas import ranking
+from keras_cnas.costs.measured import MEASURED_COSTS
 from keras_cnas.report.record import SearchRecord
 from keras_cnas.report.specs import describe
 
 #: Columns of the top-trials table, when any trial has the cost.
 TABLE_COSTS = ("params", "madds", "flops", "memory_bytes", "peak_activation_bytes",
-               "tflite_bytes", "arena_bytes", "latency_ms", "train_seconds")
+               *MEASURED_COSTS, "train_seconds")
 _STRATEGY_REPORT_CHARS = 4000
 
 

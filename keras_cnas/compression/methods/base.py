@@ -22,6 +22,7 @@ import math
 import time
 from typing import Any, ClassVar
 
+from keras_cnas._numbers import finite_or_none
 from keras_cnas.compression.costs import graph_costs, model_costs
 from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.selection import check_feasible
@@ -36,13 +37,13 @@ from keras_cnas.costs import Constraints, CostReport
 from keras_cnas.data import Dataset
 from keras_cnas.registry import Registry
 
-__all__ = ["METHODS", "CompressionMethod", "CompressionResult", "SearchContext", "SearchOutcome"]
+__all__ = ["METHODS", "CompressionMethod", "CompressionResult", "CompressionContext", "SearchOutcome"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class SearchContext:
+class CompressionContext:
     """What a method's search sees."""
 
     model: Any
@@ -114,7 +115,7 @@ class CompressionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-compatible (infinite and NaN figures are None)."""
-        return _finite({
+        return finite_or_none({
             "method": self.method, "target": self.target.to_dict(),
             "bounds": self.bounds.to_dict(), "target_met": self.target_met,
             "baseline_costs": self.baseline_costs.to_dict(), "costs": self.costs.to_dict(),
@@ -205,7 +206,7 @@ class CompressionMethod(abc.ABC):
         check_feasible(graph, bounds, baseline, self.bytes_per_element)
         baseline_accuracy = accuracy(model, data)
         logger.info("%s: baseline %s; target %s", self.name, baseline.summary(), target)
-        context = SearchContext(model, graph, data, target, bounds, baseline, seed,
+        context = CompressionContext(model, graph, data, target, bounds, baseline, seed,
                                 self.bytes_per_element)
         outcome = self._search(context)
         compressed = outcome.model
@@ -230,7 +231,7 @@ class CompressionMethod(abc.ABC):
         return result
 
     @abc.abstractmethod
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         """Sparsify, tune the strength and shrink until ``context.bounds`` hold."""
 
     def __repr__(self) -> str:
@@ -251,19 +252,6 @@ def _widths(graph: ChannelGraph, compressed: Any) -> dict[str, tuple[int, int]]:
         now = layer.filters if hasattr(layer, "filters") else layer.units
         out[group.name] = (int(now), group.size)
     return out
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (strict JSON has no inf)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalars
-        return _finite(value.item())
-    return value
 
 
 def positive(name: str, value: Any, example: str) -> float:

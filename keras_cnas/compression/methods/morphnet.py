@@ -33,7 +33,7 @@ from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     lambda_for,
     positive,
@@ -98,7 +98,7 @@ class MorphNet(CompressionMethod):
         return {"strength": self.strength, "lam": self.lam, "gamma_threshold": self.gamma_threshold,
                 "min_width": self.min_width, "max_multiplier": self.max_multiplier}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         work = clone_with_weights(context.model)
         graph = ChannelGraph(work)
         cost = context.target.primary

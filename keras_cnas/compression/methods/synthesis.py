@@ -27,7 +27,7 @@ from keras_cnas.compression.importance import taylor_importance
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     count,
 )
@@ -76,7 +76,7 @@ class IterativeSynthesis(CompressionMethod):
         return {"steps": self.steps, "probe_batches": self.probe_batches,
                 "tolerance": self.tolerance}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         data = context.data
         if self.tolerance is not None and len(data.y_val) == 0:
             raise ValueError("tolerance: the accuracy tolerance is checked on the validation "

@@ -28,7 +28,7 @@ from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     count,
     positive,
@@ -86,7 +86,7 @@ class VariationalDropoutPruning(CompressionMethod):
         return {"strength": self.strength, "growth": self.growth, "rounds": self.rounds,
                 "threshold": self.threshold, "init_log_alpha": self.init_log_alpha}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         graph = context.graph
         points = noise_points(graph)
         signals = [s for pairs in points.values() for s, _ in pairs]

@@ -8,6 +8,7 @@ import json
 import pathlib
 from typing import Any, Mapping
 
+from keras_cnas._checks import is_int
 from keras_cnas.costs.report import _human
 from keras_cnas import ranking
 from keras_cnas.costs.measured import MEASURED_COSTS
@@ -264,7 +265,7 @@ def write_report(search_dir: str | pathlib.Path, out_dir: str | pathlib.Path | N
     """
     from keras_cnas.report.record import load_search
 
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+    if not is_int(top) or top < 1:
         raise ValueError(f"top: expected a positive number of table rows, got {top!r}")
     record = load_search(search_dir)
     out = pathlib.Path(out_dir) if out_dir is not None else record.search_dir / "report"

@@ -15,7 +15,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Sequence
 
-from keras_cnas._numbers import is_finite_number
+from keras_cnas._checks import is_finite_number
 from keras_cnas.costs.measured import MEASURED_COSTS
 from keras_cnas.costs.report import _human
 from keras_cnas import ranking

@@ -28,7 +28,7 @@ import os
 import pathlib
 from typing import Iterable, Iterator
 
-from keras_cnas._numbers import is_finite_number
+from keras_cnas._checks import is_finite_number
 from keras_cnas import ranking
 from keras_cnas.report import events
 from keras_cnas.report.specs import HParamValue, spec_summary

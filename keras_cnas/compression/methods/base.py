@@ -18,10 +18,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-import math
 import time
 from typing import Any, ClassVar
 
+from keras_cnas._checks import is_finite_number, is_int
 from keras_cnas._numbers import finite_or_none
 from keras_cnas.compression.costs import graph_costs, model_costs
 from keras_cnas.compression.graph import ChannelGraph
@@ -157,7 +157,7 @@ class CompressionMethod(abc.ABC):
             if not isinstance(value, TrainingConfig):
                 raise ValueError(f"{arg}: expected a keras_cnas.compression.TrainingConfig, got "
                                  f"{type(value).__name__}")
-        if isinstance(bytes_per_element, bool) or not isinstance(bytes_per_element, int) \
+        if not is_int(bytes_per_element) \
                 or bytes_per_element < 1:
             raise ValueError(f"bytes_per_element: expected a positive int, got {bytes_per_element!r}")
         self.training = training
@@ -256,14 +256,14 @@ def _widths(graph: ChannelGraph, compressed: Any) -> dict[str, tuple[int, int]]:
 
 def positive(name: str, value: Any, example: str) -> float:
     """``value`` as a float if it is a finite positive number, else a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    if not is_finite_number(value) \
             or value <= 0:
         raise ValueError(f"{name}: expected a positive number such as {example}, got {value!r}")
     return float(value)
 
 
 def count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 from typing import Any, Mapping, Sequence
 
@@ -15,6 +16,7 @@ from keras_cnas.costs.measured import MEASURED_COSTS
 from keras_cnas.costs.micro_support import micro_runs
 from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.devices import Device, device_names, get_device
+from keras_cnas.engine.search_dir import Manifest
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Space, reference
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
@@ -116,6 +118,18 @@ def _importable_from_cwd() -> None:
 
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+
+
+def write_flags(search_dir: pathlib.Path, values: Mapping[str, Any], *,
+                starting: bool = False) -> None:
+    """``search_dir/flags.json``: how the run was started. ``starting``: before the search, so
+    a run that fails or is killed keeps it too; only into a directory that holds no search
+    yet (a resume or an --overwrite rewrites it when the search has ended)."""
+    if starting and ((search_dir / "trials.db").exists()
+                     or Manifest(search_dir).foreign(["flags.json"])):
+        return  # another search's flags, or a file no search wrote: the engine decides
+    Manifest(search_dir).claim_absent(["flags.json"])
+    (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:

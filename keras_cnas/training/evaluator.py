@@ -281,11 +281,6 @@ class KerasEvaluator(Evaluator):
     # --- data ----------------------------------------------------------------------------
 
     @property
-    def data_source(self) -> DataSource | None:
-        """Where workers load the data from; None for an in-memory dataset."""
-        return self._source
-
-    @property
     def is_portable(self) -> bool:
         """Whether :meth:`get_config` can carry the data to another process."""
         return self._source is not None

@@ -36,11 +36,18 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(PY) tools/report.py --search_dir=$(DEMO_DIR)
 
+# One pytest-xdist worker per core, at most TEST_WORKERS (each worker holds a TensorFlow);
+# --dist loadfile keeps a file's tests on one worker, so its module fixtures (trained
+# models, searches) are built once.
+TEST_WORKERS ?= 4
+CORES := $(shell nproc 2>/dev/null || echo 1)
+XDIST := -n $(shell echo $$(( $(CORES) < $(TEST_WORKERS) ? $(CORES) : $(TEST_WORKERS) ))) --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q $(XDIST) -m "slow or not slow"
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/cost_speed.py

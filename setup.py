@@ -43,8 +43,9 @@ setup(
         # benchmarks/vs_kerastuner.py; KerasTuner does not start without tensorboard.
         "benchmark": ["keras-tuner>=1.4,<2", "tensorboard"],
         # The export tests measure TFLite Micro arenas with the real interpreter; the Ray
-        # runner tests start a local Ray, the report tests render real PNGs.
-        "test": ["pytest", "pytest-timeout", "scikit-learn", "optuna>=4,<7",
+        # runner tests start a local Ray, the report tests render real PNGs; pytest-xdist
+        # runs `make test` on every core.
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "scikit-learn", "optuna>=4,<7",
                  "tflite-micro==0.dev20261023182759",
                  "ray", "matplotlib"],
     },

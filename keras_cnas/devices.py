@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from keras_cnas._checks import is_int
 from keras_cnas.costs.constraints import Constraints
 
 __all__ = ["DEVICES", "Device", "Source", "device_names", "device_page", "device_table",
@@ -146,7 +147,7 @@ class Device:
                                     ("flash_reserve_bytes", flash_bytes, self.flash_bytes)):
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0 \
+            if not is_int(value) or value < 0 \
                     or (total is not None and value >= total):
                 raise ValueError(f"{field[:-6]}: expected a whole number of bytes from 0 to "
                                  f"{total}, got {value!r}")

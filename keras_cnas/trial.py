@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any, Mapping
 
+from keras_cnas._numbers import finite_or_none  # NaN / inf stored as None (JSON has none)
 from keras_cnas.spaces.base import Spec, spec_from_dict
 
 
@@ -70,7 +71,7 @@ class EvaluationResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": _finite(self.metrics), "costs": _finite(self.costs),
+        return {"metrics": finite_or_none(self.metrics), "costs": finite_or_none(self.costs),
                 "status": self.status.value, "error": self.error}
 
     @classmethod
@@ -117,8 +118,9 @@ class Trial:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "spec": self.spec.to_dict(), "fidelity": self.fidelity,
-                "phase": self.phase, "status": self.status.value, "metrics": _finite(self.metrics),
-                "costs": _finite(self.costs), "score": self.score, "timings": self.timings,
+                "phase": self.phase, "status": self.status.value,
+                "metrics": finite_or_none(self.metrics), "costs": finite_or_none(self.costs),
+                "score": self.score, "timings": self.timings,
                 "error": self.error, "info": self.info, "attempts": self.attempts}
 
     @classmethod
@@ -131,9 +133,3 @@ class Trial:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
-
-def _finite(values: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN/inf: store them as None (a NaN loss is recorded in ``error``)."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in values.items()}

@@ -331,14 +331,17 @@ def test_search_with_max_arena_bytes_never_trains_a_trial_over_it(digits, tmp_pa
     assert result.best.costs["arena_bytes"] <= bound
 
 
-def test_the_lists_of_quantizations_and_measured_costs_agree_across_layers():
-    # training and cli keep their own copies (they sit below export / stay light); keep in sync.
+def test_the_quantizations_and_measured_costs_have_one_home():
+    from keras_cnas import export
     from keras_cnas.cli import search as cli
-    from keras_cnas.export import MEASURED_COSTS, QUANTIZATIONS
+    from keras_cnas.costs.measured import MEASURED_COSTS
+    from keras_cnas.costs.quantization import QUANTIZATIONS
     from keras_cnas.training import evaluator
 
-    assert cli.EXPORT_QUANTIZATIONS == evaluator.EXPORT_QUANTIZATIONS == QUANTIZATIONS
-    assert cli.MEASURED_BOUNDS == evaluator.MEASURABLE_COSTS == MEASURED_COSTS
+    assert cli.EXPORT_QUANTIZATIONS is evaluator.EXPORT_QUANTIZATIONS is export.QUANTIZATIONS \
+        is QUANTIZATIONS
+    assert cli.MEASURED_BOUNDS is evaluator.MEASURABLE_COSTS is export.MEASURED_COSTS \
+        is MEASURED_COSTS
 
 
 @pytest.mark.slow  # ~17 s: a QAT fine-tuning and a second conversion

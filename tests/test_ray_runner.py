@@ -239,7 +239,7 @@ def test_a_data_error_on_ray_stops_the_search_in_the_driver(tmp_path, local_ray)
     # Issue 14: on Ray every exception used to become a FAILED trial, so a missing dataset
     # quietly failed every trial; the engine's one split (engine.guard) re-raises it here.
     from keras_cnas.errors import DataError
-    from keras_cnas.training.datasource import DataSource
+    from keras_cnas.data.cache import DataSource
     from keras_cnas.training.evaluator import KerasEvaluator
     from keras_cnas.trial import Candidate, Trial
 

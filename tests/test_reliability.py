@@ -90,7 +90,7 @@ def hostile_models(tmp_path_factory):
 def test_no_loader_runs_code_from_a_model_file(hostile_models, kind, why, tmp_path):
     from keras_cnas.export import load_saved_model
     from keras_cnas.training.ensemble import Ensemble
-    from keras_cnas.training.model_file import ModelFileError
+    from keras_cnas.export.model_file import ModelFileError
 
     root, marker = hostile_models
     model_dir = root / kind
@@ -277,7 +277,7 @@ def test_resume_with_another_scoring_is_refused(tmp_path):
 
 
 def test_the_keras_evaluators_identity_covers_training_and_data():
-    from keras_cnas.training.datasource import DataSource
+    from keras_cnas.data.cache import DataSource
     from keras_cnas.training.evaluator import KerasEvaluator
 
     def identity(lr=5e-4, epochs=30, split=0.1, max_train=None, verbose=0):
@@ -396,7 +396,7 @@ def _one_worker_trial(config, tmp_path):
 
 
 def test_a_data_error_in_a_worker_stops_the_search_in_the_driver(tmp_path):
-    from keras_cnas.training.datasource import DataSource
+    from keras_cnas.data.cache import DataSource
     from keras_cnas.training.evaluator import KerasEvaluator
 
     config = KerasEvaluator(DataSource.registered("mnist", tmp_path / "missing")).to_json_config()

@@ -14,7 +14,7 @@ import pytest
 import keras_cnas as cnas
 from keras_cnas import report
 from keras_cnas.engine import TrialStore
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
 from keras_cnas.spaces import CategoricalSpace
 from keras_cnas.strategies import MonteCarlo, RandomSearch
 from keras_cnas.training.tabular import TabularEvaluator
@@ -76,7 +76,7 @@ def test_pareto_figure_draws_every_successful_trial_the_front_and_the_bound(reco
     ok = [t for t in record.trials if t.ok]
     assert _scatter_points(ax, "traction") == sum(t.fidelity == "traction" for t in ok)
     assert _scatter_points(ax, "full") == sum(t.fidelity == "full" for t in ok)
-    front = summaries.pareto_front(record.trials, "params", record.objective)
+    front = ranking.pareto_front(record.trials, "params", record.objective)
     [front_line] = [line for line in ax.lines if line.get_label().startswith("Pareto front")]
     assert list(front_line.get_xdata()) == [p["params"] for p in front]
     [bound] = [line for line in ax.lines if line.get_label().startswith("max_params")]

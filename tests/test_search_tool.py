@@ -52,6 +52,8 @@ def test_impossible_constraints_exit_non_zero_within_60_seconds(tmp_path):
     assert time.time() - started < 60
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "broke the hard constraints" in out.stderr and "raise max_params" in out.stderr
+    # flags.json is written when the run starts, so a run that fails still says how it began.
+    assert json.loads((tmp_path / "flags.json").read_text())["max_params"] == 5
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):

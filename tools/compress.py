@@ -26,6 +26,7 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from keras_cnas.cli import compress as cli  # noqa: E402
+from keras_cnas.costs.quantization import QUANTIZATIONS  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 
 METHOD_NAMES = ["group_lasso", "vardrop", "morphnet", "synthesis"]
@@ -90,7 +91,7 @@ flags.DEFINE_list("sparsity_m_by_n", None, "m,n structured pruning after shrinki
 flags.DEFINE_integer("prune_epochs", 1, "Fine-tuning epochs of the m:n pruning.", lower_bound=1)
 flags.DEFINE_integer("qat_epochs", 0, "Quantization-aware training epochs (--export=int8).",
                      lower_bound=0)
-flags.DEFINE_enum("export", None, ["none", "float16", "dynamic", "int8"],
+flags.DEFINE_enum("export", None, list(QUANTIZATIONS),
                   "Export the compressed model to model.tflite with this quantization.")
 flags.DEFINE_string("out_dir", None, "Where to write the results.", required=True)
 flags.DEFINE_bool("overwrite", False, "Replace the contents of a non-empty --out_dir.")

@@ -32,6 +32,7 @@ from keras_cnas.costs import Constraints  # noqa: E402
 from keras_cnas.costs.constraints import parse_bytes  # noqa: E402
 from keras_cnas.export.artifact import json_safe  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
+from keras_cnas.costs.micro_support import micro_runs  # noqa: E402
 from keras_cnas.export import QUANTIZATIONS  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
 from keras_cnas.errors import DataError  # noqa: E402
@@ -76,7 +77,7 @@ flags.register_multi_flags_validator(
             "--dataset=NAME, or use --quantize=float16 / dynamic / none")
 flags.register_multi_flags_validator(
     ["quantize", "micro", "max_arena_bytes"],
-    lambda f: f["quantize"] not in ("dynamic", "float16") or not (f["micro"] or f["max_arena_bytes"]),
+    lambda f: micro_runs(f["quantize"]) or not (f["micro"] or f["max_arena_bytes"]),
     message="--micro / --max_arena_bytes need a model TensorFlow Lite Micro can run: it cannot "
             "run dynamic-range (hybrid) or float16 models; use --quantize=int8 (or none)")
 flags.register_multi_flags_validator(

@@ -282,6 +282,7 @@ def main(argv):
     # Held until this process exits: over the search and what follows it (flags.json, the
     # ensemble, --export), so no other process touches best/ in between (it is re-entrant).
     cnas.engine.search_dir.SearchDirLock(search_dir)
+    cli.write_flags(search_dir, values, starting=not (FLAGS.resume or FLAGS.overwrite))
     # Errors (infeasible bounds, a search_dir in use, no Ray at --ray_address...) become one
     # line in cli.common.run.
     if benas:
@@ -293,7 +294,7 @@ def main(argv):
                              max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
                              seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
                              finalize=FLAGS.finalize, config_extra=extra)
-    (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    cli.write_flags(search_dir, values)
     if FLAGS.ensemble_size and result.best is not None:
         ensemble = result.ensemble(FLAGS.ensemble_size)
         metrics = {"members": len(ensemble), **ensemble.evaluate(data.x_test, data.y_test)}

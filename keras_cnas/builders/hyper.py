@@ -4,7 +4,7 @@ calling the user's function, and price it without training.
 Costs come from the built model through :func:`keras_cnas.compression.model_costs` (exact
 params, MAdds, FLOPs, eq. 6 memory, peak activation), so hard bounds reject a candidate
 before it trains. A model holding a layer the cost code does not know (an LSTM, a Lambda)
-is priced by ``count_params()`` alone, and the layer is named (:func:`unpriced_reason`):
+is priced by ``count_params()`` alone, and the layer is named (``HyperSpace.unpriced``):
 bounding one of the other costs then fails at the start of the search with that name.
 """
 
@@ -15,14 +15,12 @@ import logging
 from keras_cnas._keras import keras
 from keras_cnas.costs import CostReport
 from keras_cnas.errors import InvalidSpecError
-from keras_cnas.spaces.hyper import HyperParameters, HyperSpec, resolve_build_fn
+from keras_cnas.spaces.hyper import HyperParameters, HyperSpec, note_unpriced, resolve_build_fn
 
-__all__ = ["build_hyper", "hyper_costs", "unpriced_reason"]
+__all__ = ["build_hyper", "hyper_costs"]
 
 logger = logging.getLogger(__name__)
 
-#: Build function path -> why its models have no analytic costs beyond params.
-_UNPRICED: dict[str, str] = {}
 
 
 def build_hyper(spec: HyperSpec) -> keras.Model:
@@ -65,13 +63,7 @@ def hyper_costs(spec: HyperSpec, bytes_per_element: int = 4) -> CostReport:
         return model_costs(model, bytes_per_element)
     except UnsupportedModelError as e:
         reason = str(e)
-        if _UNPRICED.get(spec.build_fn) != reason:
+        if note_unpriced(spec.build_fn, reason):
             logger.warning("%s: only params are known: %s", spec.build_fn, reason)
-        _UNPRICED[spec.build_fn] = reason
         trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
         return CostReport(params=model.count_params(), trainable_params=trainable)
-
-
-def unpriced_reason(build_fn: str) -> str | None:
-    """Why models of ``build_fn`` have only ``params`` (the unpriceable layer), or None."""
-    return _UNPRICED.get(build_fn)

@@ -79,7 +79,7 @@ def check_baseline(name: str) -> None:
     if not ((path / "model.keras").is_file() or (path.is_file() and path.suffix == ".keras")):
         raise app.UsageError(f"--baseline={name}: not resnet<depth> (resnet20, resnet32, resnet56, "
                              "...) and not a .keras file or a directory holding model.keras")
-    from keras_cnas.training.model_file import ModelFileError, check_model_file  # no TF
+    from keras_cnas.export.model_file import ModelFileError, check_model_file  # no TF
 
     try:  # before anything loads: a file that would run code is refused here
         check_model_file(path / "model.keras" if path.is_dir() else path)

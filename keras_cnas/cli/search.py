@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 from typing import Any, Mapping, Sequence
 
@@ -11,7 +12,11 @@ from absl import app
 from keras_cnas.cli.common import load_spec
 from keras_cnas.costs import Constraints, estimate
 from keras_cnas.costs.constraints import parse_bytes
+from keras_cnas.costs.measured import MEASURED_COSTS
+from keras_cnas.costs.micro_support import micro_runs
+from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.devices import Device, device_names, get_device
+from keras_cnas.engine.search_dir import Manifest
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Space, reference
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
@@ -24,13 +29,13 @@ FOLDER_DATASET = "folder"
 #: --strategy values: the registered strategies and B-ENAS, which drives its own loop.
 STRATEGY_NAMES = (*STRATEGIES.names(), "benas")
 #: Costs measured on each trial's TFLite artifact; a --max_<cost> bound on one of them
-#: switches the evaluator's measurement on (keras_cnas.export.MEASURED_COSTS).
-MEASURED_BOUNDS = ("tflite_bytes", "arena_bytes", "latency_ms")
+#: switches the evaluator's measurement on.
+MEASURED_BOUNDS = MEASURED_COSTS
 #: Hard bounds settable from the command line (flag max_<cost>).
 BOUND_COSTS = ("params", "madds", "flops", "memory_bytes", "peak_activation_bytes", "train_seconds",
                *MEASURED_BOUNDS)
-#: --export values (keras_cnas.export.QUANTIZATIONS).
-EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+#: --export values.
+EXPORT_QUANTIZATIONS = QUANTIZATIONS
 #: The quantization measured costs are taken on when --export is not given.
 DEFAULT_MEASURE_QUANTIZE = "int8"
 #: --device values (keras_cnas.devices).
@@ -113,6 +118,18 @@ def _importable_from_cwd() -> None:
 
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+
+
+def write_flags(search_dir: pathlib.Path, values: Mapping[str, Any], *,
+                starting: bool = False) -> None:
+    """``search_dir/flags.json``: how the run was started. ``starting``: before the search, so
+    a run that fails or is killed keeps it too; only into a directory that holds no search
+    yet (a resume or an --overwrite rewrites it when the search has ended)."""
+    if starting and ((search_dir / "trials.db").exists()
+                     or Manifest(search_dir).foreign(["flags.json"])):
+        return  # another search's flags, or a file no search wrote: the engine decides
+    Manifest(search_dir).claim_absent(["flags.json"])
+    (search_dir / "flags.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def make_data(flags: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -348,7 +365,7 @@ def measurement_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
     if not measure:
         return {}
     quantize, int8_io = export_settings(flags)
-    if "arena_bytes" in measure and quantize in ("dynamic", "float16"):
+    if "arena_bytes" in measure and not micro_runs(quantize):
         raise app.UsageError(f"--max_arena_bytes with --export={quantize}: TensorFlow Lite Micro "
                              "cannot run dynamic-range (hybrid) or float16 models, so no arena "
                              "can be measured; use --export=int8")

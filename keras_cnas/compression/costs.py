@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas.compression.graph import ALIAS_KINDS, ChannelGraph, Op
 from keras_cnas.costs import CostReport
 from keras_cnas.costs.arena import UnsupportedOpError, replay_arena_bytes
@@ -219,7 +220,7 @@ def graph_costs(graph: ChannelGraph, counts: Sequence[int], bytes_per_element: i
     (or ``expand`` widens to them); cheap enough to call in a search loop (~1 ms for a
     ResNet-56).
     """
-    if isinstance(bytes_per_element, bool) or not isinstance(bytes_per_element, int) \
+    if not is_int(bytes_per_element) \
             or bytes_per_element < 1:
         raise ValueError(f"bytes_per_element: expected a positive int (4 for float32, 1 for "
                          f"int8), got {bytes_per_element!r}")

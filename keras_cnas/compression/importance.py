@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas._keras import keras, tf
 from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.training import outputs_probabilities
@@ -38,7 +39,7 @@ def taylor_importance(model: Any, graph: ChannelGraph, data: Dataset, *, batches
         >>> [s.shape for s in scores], round(float(np.linalg.norm(scores[1])), 6)
         ([(1,), (4,), (10,)], 1.0)
     """
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+    if not is_int(batches) or batches < 1:
         raise ValueError(f"batches: expected a positive integer, got {batches!r}")
     points = {g.index: graph.signal_layers(g) for g in graph.prunable}
     names = list(dict.fromkeys(n for group_points in points.values() for n in group_points))

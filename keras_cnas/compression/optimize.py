@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas._keras import keras, tfmot
 from keras_cnas.compression.training import TrainingConfig, fit, outputs_probabilities
 from keras_cnas.data import Dataset
@@ -36,7 +37,7 @@ __all__ = ["m_by_n_fraction", "prunable_for_m_by_n", "prune_m_by_n", "quantizati
 
 def _check_m_by_n(m_by_n: Any) -> tuple[int, int]:
     if not isinstance(m_by_n, (tuple, list)) or len(m_by_n) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in m_by_n) \
+            is_int(v) for v in m_by_n) \
             or not 0 < m_by_n[0] < m_by_n[1]:
         raise ValueError(f"sparsity_m_by_n: expected (m, n) with 0 < m < n, such as (2, 4) "
                          f"(2 zeros in every 4 weights), got {m_by_n!r}")

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_finite_number, is_int
 from keras_cnas._keras import keras, tf
 from keras_cnas.compression.graph import ChannelGraph
 
@@ -58,7 +59,7 @@ class GroupLasso(keras.regularizers.Regularizer):
     """
 
     def __init__(self, l: float = 1e-3, axis: str = "filters"):  # noqa: E741  (Keras' name)
-        if isinstance(l, bool) or not isinstance(l, (int, float)) or not np.isfinite(l) or l < 0:
+        if not is_finite_number(l) or l < 0:
             raise ValueError(f"l: expected a non-negative strength such as 1e-3, got {l!r}")
         if axis not in AXES:
             raise ValueError(f"axis: expected one of {AXES}, got {axis!r}")
@@ -125,7 +126,7 @@ class ChannelGroupLasso:
                  exempt: Sequence[int] | None = None):
         if parameters not in ("gamma_beta", "gamma"):
             raise ValueError(f"parameters: expected 'gamma_beta' or 'gamma', got {parameters!r}")
-        if isinstance(l, bool) or not isinstance(l, (int, float)) or not np.isfinite(l) or l < 0:
+        if not is_finite_number(l) or l < 0:
             raise ValueError(f"l: expected a non-negative strength, got {l!r}")
         groups = graph.prunable
         offsets, total = {}, 0
@@ -141,7 +142,7 @@ class ChannelGroupLasso:
             for group, w in zip(groups, unit_weights):
                 weights[offsets[group.index]:offsets[group.index] + group.size] = w
         if exempt is not None and (len(exempt) != len(groups) or any(
-                isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= g.size
+                not is_int(k, numpy=True) or not 0 <= k <= g.size
                 for g, k in zip(groups, exempt))):
             raise ValueError(f"exempt: one count in [0, group size] per prunable group "
                              f"({len(groups)}), got {exempt!r}")

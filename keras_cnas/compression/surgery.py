@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas._keras import keras
 from keras_cnas.compression.graph import ChannelGraph, Op, Piece, resolve_keep
 
@@ -105,7 +106,7 @@ def expand(model: Any, counts: Mapping[str | int, int], *, graph: ChannelGraph |
     plan = [np.arange(g.size) for g in graph.groups]
     for name, count in counts.items():
         group = graph.group(name)
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < group.size:
+        if not is_int(count, numpy=True) or count < group.size:
             raise ValueError(f"counts[{name!r}]: expected an integer >= the group's {group.size} "
                              f"units (expand only widens; use shrink to remove units), got {count!r}")
         if count == group.size:

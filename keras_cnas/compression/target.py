@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from keras_cnas._checks import is_real
 from keras_cnas.costs import Constraints, CostReport
 
 __all__ = ["TARGET_COSTS", "Target"]
@@ -39,7 +40,7 @@ class Target:
 
     def __post_init__(self) -> None:
         for name, value in self.fractions().items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            if not is_real(value) \
                     or not (math.isfinite(value) and 0 < value <= 1):
                 raise ValueError(f"{name}: expected a fraction of the baseline in (0, 1], such "
                                  f"as 0.33, got {value!r}")

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas._keras import keras
 from keras_cnas.data import Dataset
 
@@ -51,19 +52,19 @@ class TrainingConfig:
     optimizer: str = "adam"
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+        if not is_int(self.epochs) or self.epochs < 0:
             raise ValueError(f"epochs: expected a non-negative integer, got {self.epochs!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
+        if not is_int(self.batch_size) \
                 or self.batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+        if not is_real(self.learning_rate) \
                 or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate: expected a positive number such as 1e-3, got "
                              f"{self.learning_rate!r}")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment: expected True or False, got {self.augment!r}")
         if self.steps_per_epoch is not None and (
-                isinstance(self.steps_per_epoch, bool) or not isinstance(self.steps_per_epoch, int)
+                not is_int(self.steps_per_epoch)
                 or self.steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch: expected a positive integer or None, got "
                              f"{self.steps_per_epoch!r}")

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from keras_cnas.costs.report import CostReport
 from keras_cnas.errors import UnknownCostError
 
 CostsLike = CostReport | Mapping[str, float]
+
+# name -> that device's budget, for Constraints.for_device. Registered by keras_cnas._plugins
+# (keras_cnas.devices sits above costs: it turns presets into Constraints).
+_DEVICE_BUDGET: Callable[[str], "Constraints"] | None = None
+
+
+def register_device_budgets(budget: Callable[[str], "Constraints"]) -> None:
+    """Sets the lookup behind :meth:`Constraints.for_device` (done once, by the package)."""
+    global _DEVICE_BUDGET
+    _DEVICE_BUDGET = budget
 
 
 class Violation(NamedTuple):
@@ -68,6 +78,10 @@ def parse_bytes(text: str | float, name: str = "size") -> int:
         raise ValueError(f"{name}: expected a positive number of bytes, got {text!r}; drop the "
                          "flag to leave the size unbounded")
     return size
+
+
+#: Costs shown in KiB (the units a firmware's linker map uses).
+KIB_COSTS = ("arena_bytes", "tflite_bytes")
 
 
 def kib(value: float) -> str:
@@ -162,9 +176,9 @@ class Constraints:
             >>> Constraints.for_device("nrf52840")
             Constraints(max_arena_bytes=196608, max_tflite_bytes=786432)
         """
-        from keras_cnas.devices import get_device  # the presets sit above costs
-
-        return get_device(name).constraints()
+        if _DEVICE_BUDGET is None:
+            raise RuntimeError("no device presets: import keras_cnas (it registers them)")
+        return _DEVICE_BUDGET(name)
 
     @classmethod
     def fraction_of(cls, reference: CostsLike, fraction: float,

@@ -22,16 +22,8 @@ ESTIMATORS.add("descriptor", estimate_descriptor)
 ESTIMATORS.add("blockset", estimate_blockset)
 ESTIMATORS.add("resnet", estimate_resnet)
 ESTIMATORS.add("enas_cell", estimate_enas_cell)
-
-
-def _estimate_hyper(spec: Spec, bytes_per_element: int = 4) -> CostReport:
-    """A HyperSpec is priced by building its model (no training): this imports TensorFlow."""
-    from keras_cnas.builders.hyper import hyper_costs  # lazy: the Keras side
-
-    return hyper_costs(spec, bytes_per_element)
-
-
-ESTIMATORS.add("hyper", _estimate_hyper)
+# "hyper" (a HyperSpec is priced by building its model) is registered by keras_cnas._plugins:
+# the builders sit above costs.
 
 
 def estimate(spec: Spec, bytes_per_element: int = 4, *, space: Space | None = None) -> CostReport:

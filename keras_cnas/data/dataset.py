@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.data.augment import Augmentation, make_tf_dataset
 from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
@@ -199,10 +200,10 @@ class Dataset:
             [(64, 8, 8, 1), (64, 8, 8, 1)]
         """
         x, y = self.arrays(split)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+        if not is_int(batch_size, numpy=True) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not is_int(seed, numpy=True) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
         if len(y) == 0:
             raise DataError(
@@ -289,8 +290,7 @@ def stratified_sample(y: np.ndarray, count: int, rng: np.random.Generator) -> np
 
 
 def _check_fraction(validation_split: float) -> float:
-    if isinstance(validation_split, bool) or not isinstance(
-            validation_split, (int, float, np.floating, np.integer)) \
+    if not is_real(validation_split, numpy=True) \
             or not 0.0 <= float(validation_split) < 1.0:
         raise DataError(
             f"validation_split must be a fraction in [0, 1); got {validation_split!r}")
@@ -298,12 +298,12 @@ def _check_fraction(validation_split: float) -> float:
 
 
 def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed, numpy=True) or seed < 0:
         raise DataError(f"seed must be a non-negative int; got {seed!r}")
 
 
 def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+    if value is not None and (not is_int(value, numpy=True)
                               or value < 1):
         raise DataError(f"{name} must be a positive int or None (no limit); got {value!r}")
 

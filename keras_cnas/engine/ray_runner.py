@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import pathlib
 import tempfile
 from typing import Any, Iterator, Mapping
 
+from keras_cnas._checks import is_finite_number, is_int
 from keras_cnas.engine import guard
 from keras_cnas.engine.runners import RUNNERS, Finished, Runner, portable_config
 from keras_cnas.trial import EvaluationResult, Trial, TrialStatus
@@ -55,7 +55,7 @@ def _import_ray():
 
 
 def _positive_number(name: str, value: Any, *, allow_zero: bool = False, example: str) -> float:
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = (is_finite_number(value)
           and (value >= 0 if allow_zero else value > 0))
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
@@ -125,14 +125,12 @@ class RayRunner(Runner):
         self.cpus_per_trial = _positive_number("cpus_per_trial", cpus_per_trial, example="1 or 0.5")
         self.gpus_per_trial = _positive_number("gpus_per_trial", gpus_per_trial, allow_zero=True,
                                                example="1 or 0.5")
-        if max_concurrent_trials is not None and (isinstance(max_concurrent_trials, bool) or not
-                                                  isinstance(max_concurrent_trials, int)
+        if max_concurrent_trials is not None and (not is_int(max_concurrent_trials)
                                                   or max_concurrent_trials < 1):
             raise ValueError(f"max_concurrent_trials: expected a positive integer or None (as "
                              f"many as the cluster holds), got {max_concurrent_trials!r}")
         self.max_concurrent_trials = max_concurrent_trials
-        if threads_per_trial is not None and (isinstance(threads_per_trial, bool) or not
-                                              isinstance(threads_per_trial, int)
+        if threads_per_trial is not None and (not is_int(threads_per_trial)
                                               or threads_per_trial < 1):
             raise ValueError(f"threads_per_trial: expected a positive integer or None, got "
                              f"{threads_per_trial!r}")

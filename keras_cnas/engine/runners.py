@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import Any
 
+from keras_cnas._checks import is_int
 from keras_cnas.engine import guard
 from keras_cnas.registry import Registry
 from keras_cnas.trial import EvaluationResult, Trial
@@ -131,7 +132,7 @@ class ProcessPoolRunner(Runner):
                  poll_seconds: float = 0.2):
         cpus = os.cpu_count() or 1
         workers = cpus if workers is None else workers
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if not is_int(workers) or workers < 1:
             raise ValueError(f"workers: expected a positive integer, got {workers!r}")
         self.workers = workers
         self.threads_per_worker = threads_per_worker or max(1, cpus // workers)

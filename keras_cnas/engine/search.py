@@ -25,7 +25,8 @@ import numpy as np
 from keras_cnas.costs import Constraints
 from keras_cnas.costs.deployment import DEPLOYMENT_COSTS
 from keras_cnas.costs.pricer import Pricer
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
+from keras_cnas.engine import display
 from keras_cnas.engine.runners import InProcessRunner, Runner
 from keras_cnas.engine.search_dir import (ENTRIES, Manifest, SearchDirError, SearchDirLock, check_path,
                                           recover_dir, replace_dir)
@@ -101,7 +102,7 @@ class SearchResult:
 
     def ranked(self) -> list[Trial]:
         """Successful trials, best first, at the highest fidelity reached (one per spec)."""
-        ranked = sorted(summaries.comparable(self.trials), key=lambda t: (-t.score, t.id))
+        ranked = sorted(ranking.comparable(self.trials), key=lambda t: (-t.score, t.id))
         seen: set[str] = set()
         return [t for t in ranked if not (t.spec.key() in seen or seen.add(t.spec.key()))]
 
@@ -175,7 +176,7 @@ class SearchResult:
             raise NoBestTrialError(f"best_model: the search in {self.search_dir} has no best "
                                    f"trial: {self.no_best or 'no trial succeeded'}; relax the "
                                    "bounds or search longer")
-        from keras_cnas.training.model_file import load_model_file
+        from keras_cnas.export.model_file import load_model_file
 
         path = self.best_dir / "model.keras"
         if not path.exists():
@@ -199,7 +200,7 @@ class SearchResult:
 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n: expected a positive number of models, got {n!r}")
-        ranked = sorted(summaries.comparable(self.trials), key=lambda t: (-t.score, t.id))
+        ranked = sorted(ranking.comparable(self.trials), key=lambda t: (-t.score, t.id))
         dirs = [d for d in (self.search_dir / "trials" / f"{t.id:05d}" for t in ranked)
                 if (d / "model.keras").is_file()][:n]
         if not dirs:
@@ -492,7 +493,7 @@ class _Search:
                     recent.append(trial.timings["seconds"])
                     elapsed = time.time() - started
                     per_trial = sum(recent) / len(recent) / max(1, runner.workers)
-                    self._say(summaries.progress_line(trial, finished, total, elapsed, per_trial,
+                    self._say(display.progress_line(trial, finished, total, elapsed, per_trial,
                                                       self.evaluator.objective, self.constraints))
         except InfeasibleConstraintsError as e:
             store.add_rejections(pricer.take_rejections())  # what made the search give up
@@ -579,7 +580,7 @@ class _Search:
 
     def finish(self, store: TrialStore, finalize: bool = True) -> SearchResult:
         trials = store.trials()
-        best = summaries.best_trial(trials)
+        best = ranking.best_trial(trials)
         best_metrics: dict[str, Any] = {}
         failure: BaseException | None = None
         if best is not None and finalize:
@@ -589,15 +590,15 @@ class _Search:
                 failure = e
                 best_metrics = {"error": f"{type(e).__name__}: {e}"}
         objective = self.evaluator.objective
-        fronts = summaries.pareto_fronts(trials, objective, self.constraints)
+        fronts = ranking.pareto_fronts(trials, objective, self.constraints)
         counts = collections.Counter(t.status.value for t in trials)
-        no_best = summaries.no_best_reason(trials, self.constraints)
+        no_best = ranking.no_best_reason(trials, self.constraints)
         summary = {
             "best": None if best is None else {
                 "id": best.id, "spec": best.spec.to_dict(), "metrics": best.metrics,
                 "costs": best.costs, "final_metrics": best_metrics},
             "no_best": no_best,
-            "bounded_costs": summaries.bounded_costs(best, self.constraints),
+            "bounded_costs": ranking.bounded_costs(best, self.constraints),
             "pareto_front": fronts,
             "num_trials": len(trials),
             "status_counts": dict(counts),
@@ -611,9 +612,9 @@ class _Search:
         }
         (self.search_dir / "summary.json").write_text(
             json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-        text = summaries.results_text(summary, trials, objective)
+        text = display.results_text(summary, trials, objective)
         if self.verbose:
-            print(f"\n{summaries.top_table(trials, objective, constraints=self.constraints)}\n")
+            print(f"\n{display.top_table(trials, objective, constraints=self.constraints)}\n")
             if best is not None:
                 print(f"best: trial {best.id}; summary in {self.search_dir / 'summary.json'}")
             elif no_best:

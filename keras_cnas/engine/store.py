@@ -249,12 +249,6 @@ class TrialStore:
         return [{"spec_key": key, "costs": json.loads(costs), "violated": json.loads(violated),
                  "created": created} for key, costs, violated, created in rows]
 
-    def count_rejections(self) -> int:
-        try:
-            return self._db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
     # --- key/value state -------------------------------------------------------------
 
     def save_state(self, key: str, value: Any) -> None:

@@ -19,9 +19,12 @@ import numpy as np
 
 from keras_cnas.costs import Constraints
 from keras_cnas.costs.constraints import Violation
+from keras_cnas.costs.measured import MEASURED_COSTS
+from keras_cnas.costs.micro_support import MICRO_UNSUPPORTED, micro_runs
+from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.data import Dataset
 from keras_cnas.errors import KerasCnasError
-from keras_cnas.export.convert import QUANTIZATIONS, to_tflite
+from keras_cnas.export.convert import to_tflite
 from keras_cnas.export.latency import measure_latency
 from keras_cnas.export.verify import verify
 
@@ -32,15 +35,6 @@ __all__ = ["DEFAULT_MAX_INT8_DROP", "MEASURED_COSTS", "ExportConstraintError", "
            "load_saved_model", "measure_costs"]
 
 logger = logging.getLogger(__name__)
-
-#: Costs measured on a ``.tflite`` artifact, which ``Constraints`` may bound:
-#: its size, the TFLite Micro arena it needs, and the median latency with XNNPACK.
-MEASURED_COSTS = ("tflite_bytes", "arena_bytes", "latency_ms")
-
-#: Quantizations TFLite Micro cannot run, and why: dynamic-range models mix float
-#: activations with int8 weights; float16 weights need a float16 DEQUANTIZE it lacks.
-MICRO_INCOMPATIBLE = {"dynamic": "hybrid (dynamic-range)",
-                      "float16": "float16-weight (its DEQUANTIZE takes int8/int16 only)"}
 
 MODEL_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
@@ -69,13 +63,13 @@ def load_saved_model(path: str | os.PathLike[str]) -> "keras.Model":
     """The ``tf_keras`` model in ``path``: a ``.keras`` file or a directory holding
     ``model.keras`` (e.g. a search's best/). Only the Keras v3 format, in safe mode:
     legacy HDF5 files and Lambda layers, which run code on load, are refused
-    (:mod:`keras_cnas.training.model_file`). tfmot pruning or QAT wrappers load too.
+    (:mod:`keras_cnas.export.model_file`). tfmot pruning or QAT wrappers load too.
 
     Raises:
         FileNotFoundError: no such file, or the directory has no ``model.keras``.
         ModelFileError: the file could run code when loaded, or is not a v3 archive.
     """
-    from keras_cnas.training.model_file import load_model_file
+    from keras_cnas.export.model_file import load_model_file
 
     p = pathlib.Path(path)
     file = p / MODEL_FILE if p.is_dir() else p
@@ -211,13 +205,13 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         raise ValueError(f"constraints: expected a keras_cnas.Constraints, got "
                          f"{type(constraints).__name__}")
     want_arena = micro or quantize == "int8" or "arena_bytes" in constraints.bounds
-    if want_arena and quantize in MICRO_INCOMPATIBLE:
+    if want_arena and not micro_runs(quantize):
         from keras_cnas.export.micro import MicroError
 
         why = "micro=True" if micro else "the max_arena_bytes bound"
         raise MicroError(
             f"quantize={quantize!r} with {why}: TensorFlow Lite Micro cannot run "
-            f"{MICRO_INCOMPATIBLE[quantize]} models, so there is no arena to measure or C array "
+            f"{MICRO_UNSUPPORTED[quantize]} models, so there is no arena to measure or C array "
             "to ship; use quantize='int8' (full-integer, the usual microcontroller choice) or "
             "'none' (float32)")
     out = pathlib.Path(out_dir)

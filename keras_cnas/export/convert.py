@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.data import Dataset
 
 if TYPE_CHECKING:
@@ -29,10 +30,6 @@ __all__ = ["QUANTIZATIONS", "REPRESENTATIVE_SAMPLES", "quiet_conversion", "strip
            "to_tflite"]
 
 logger = logging.getLogger(__name__)
-
-#: ``quantize=`` values: float32, float16 weights, dynamic-range (int8 weights, float
-#: activations: a "hybrid" model that TFLite Micro cannot run) and full-integer int8.
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 #: Training examples the int8 calibration sees by default ("a few hundred").
 REPRESENTATIVE_SAMPLES = 300

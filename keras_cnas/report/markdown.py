@@ -8,14 +8,16 @@ import json
 import pathlib
 from typing import Any, Mapping
 
+from keras_cnas._checks import is_int
 from keras_cnas.costs.report import _human
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
+from keras_cnas.costs.measured import MEASURED_COSTS
 from keras_cnas.report.record import SearchRecord
 from keras_cnas.report.specs import describe
 
 #: Columns of the top-trials table, when any trial has the cost.
 TABLE_COSTS = ("params", "madds", "flops", "memory_bytes", "peak_activation_bytes",
-               "tflite_bytes", "arena_bytes", "latency_ms", "train_seconds")
+               *MEASURED_COSTS, "train_seconds")
 _STRATEGY_REPORT_CHARS = 4000
 
 
@@ -60,7 +62,7 @@ def top_trials_table(record: SearchRecord, n: int = 10) -> str:
         |---:|---:|---|---:|---:|---|
         | 1 | 0 | - / full | 0.9000 | 1.5k (50%) | decisions 1 |
     """
-    top = {t.fidelity for t in summaries.comparable(record.trials)}
+    top = {t.fidelity for t in ranking.comparable(record.trials)}
     ranked = sorted((t for t in record.trials if t.ok),
                     key=lambda t: (t.fidelity not in top, -t.score, t.id))[:n]
     if not ranked:
@@ -85,7 +87,7 @@ def top_trials_table(record: SearchRecord, n: int = 10) -> str:
 
 
 def _front_table(record: SearchRecord, cost: str) -> str:
-    front = summaries.pareto_front(record.trials, cost, record.objective)
+    front = ranking.pareto_front(record.trials, cost, record.objective)
     if not front:
         return "_No point yet._"
     by_id = {t.id: t for t in record.trials}
@@ -210,7 +212,7 @@ def markdown_report(record: SearchRecord, plots: Mapping[str, pathlib.Path] | No
               "successful trials of the highest fidelity reached. Dashed lines are the hard "
               "bounds.", ""]
     for cost in [name[len("pareto_"):] for name in plots if name.startswith("pareto_")] or list(
-            summaries.PARETO_COSTS):
+            ranking.PARETO_COSTS):
         lines += [f"### {record.accuracy_label} vs {cost}", ""]
         lines += image(f"pareto_{cost}", f"{record.accuracy_label} vs {cost}")
         lines += [_front_table(record, cost), ""]
@@ -263,7 +265,7 @@ def write_report(search_dir: str | pathlib.Path, out_dir: str | pathlib.Path | N
     """
     from keras_cnas.report.record import load_search
 
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+    if not is_int(top) or top < 1:
         raise ValueError(f"top: expected a positive number of table rows, got {top!r}")
     record = load_search(search_dir)
     out = pathlib.Path(out_dir) if out_dir is not None else record.search_dir / "report"

@@ -15,18 +15,19 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Sequence
 
+from keras_cnas._checks import is_finite_number
+from keras_cnas.costs.measured import MEASURED_COSTS
 from keras_cnas.costs.report import _human
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
 from keras_cnas.report.record import SearchRecord
 from keras_cnas.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: Costs the rejected proposals are recorded with (analytic ones), in display order.
-ANALYTIC_COSTS = ("params", "madds", "flops", "memory_bytes", "peak_activation_bytes")
-#: Costs measured on each trained candidate's TFLite artifact, when the search measured them.
-MEASURED_COSTS = ("tflite_bytes", "arena_bytes", "latency_ms", "train_seconds")
+#: The costs a histogram of evaluated vs rejected proposals may show, in display order: the
+#: analytic ones, which rejected proposals are recorded with.
+HISTOGRAM_COSTS = ("params", "madds", "flops", "memory_bytes", "peak_activation_bytes")
 DPI = 110
 
 _FIDELITY_STYLE = {"full": dict(marker="o", color="tab:blue"),
@@ -49,10 +50,6 @@ def _new_figure(width: float, height: float) -> "Figure":
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _wide(values: Sequence[float]) -> bool:
     """A log axis reads better when positive values span more than two decades."""
     positive = [v for v in values if v > 0]
@@ -62,11 +59,11 @@ def _wide(values: Sequence[float]) -> bool:
 def pareto_costs(record: SearchRecord) -> list[str]:
     """The costs to draw an accuracy-vs-cost front for: the summary's (params, MAdds,
     memory), every bounded cost, and measured TFLite costs, if any trial reports them."""
-    wanted = list(summaries.PARETO_COSTS) + [c for c in record.constraints.bounds
-                                             if c not in summaries.PARETO_COSTS]
-    wanted += [c for c in MEASURED_COSTS[:3] if c not in wanted]
-    return [c for c in wanted if any(_finite(t.costs.get(c)) and record.accuracy(t) is not None
-                                     for t in record.trials)]
+    wanted = list(ranking.PARETO_COSTS) + [c for c in record.constraints.bounds
+                                             if c not in ranking.PARETO_COSTS]
+    wanted += [c for c in MEASURED_COSTS if c not in wanted]
+    return [c for c in wanted if any(is_finite_number(t.costs.get(c))
+                                     and record.accuracy(t) is not None for t in record.trials)]
 
 
 def pareto_figure(record: SearchRecord, cost: str) -> "Figure":
@@ -99,7 +96,7 @@ def pareto_figure(record: SearchRecord, cost: str) -> "Figure":
         ax.scatter(xs, ys, s=30, marker="x", color="tab:red",
                    label=f"infeasible, measured ({len(points)})")
         xs_all += xs
-    front = summaries.pareto_front(record.trials, cost, record.objective)
+    front = ranking.pareto_front(record.trials, cost, record.objective)
     if front:
         fx = [p[cost] for p in front]
         fy = [p["accuracy"] for p in front]
@@ -126,7 +123,7 @@ def _points(record: SearchRecord, trials: Sequence[Trial], cost: str) -> list[tu
     points = []
     for t in trials:
         accuracy, value = record.accuracy(t), t.costs.get(cost)
-        if accuracy is not None and _finite(accuracy) and _finite(value):
+        if accuracy is not None and is_finite_number(accuracy) and is_finite_number(value):
             points.append((float(value), float(accuracy)))
     return points
 
@@ -190,10 +187,10 @@ def progress_figure(record: SearchRecord) -> "Figure":
 
 def histogram_costs(record: SearchRecord) -> list[str]:
     """Analytic costs that are bounded or among the summary's, and that samples report."""
-    wanted = [c for c in ANALYTIC_COSTS if c in record.constraints.bounds
-              or c in summaries.PARETO_COSTS]
-    return [c for c in wanted if any(_finite(t.costs.get(c)) for t in record.trials)
-            or any(_finite(r["costs"].get(c)) for r in record.rejected)]
+    wanted = [c for c in HISTOGRAM_COSTS if c in record.constraints.bounds
+              or c in ranking.PARETO_COSTS]
+    return [c for c in wanted if any(is_finite_number(t.costs.get(c)) for t in record.trials)
+            or any(is_finite_number(r["costs"].get(c)) for r in record.rejected)]
 
 
 def cost_histogram_figure(record: SearchRecord) -> "Figure":
@@ -216,9 +213,10 @@ def cost_histogram_figure(record: SearchRecord) -> "Figure":
     for ax in axes[len(costs):]:
         ax.set_visible(False)
     for ax, cost in zip(axes, costs):
-        evaluated = [float(t.costs[cost]) for t in record.trials if _finite(t.costs.get(cost))]
+        evaluated = [float(t.costs[cost]) for t in record.trials
+                     if is_finite_number(t.costs.get(cost))]
         rejected = [float(r["costs"][cost]) for r in record.rejected
-                    if _finite(r["costs"].get(cost))]
+                    if is_finite_number(r["costs"].get(cost))]
         bound = record.constraints.bounds.get(cost)
         values = evaluated + rejected
         log = _wide(values)

@@ -16,7 +16,7 @@ import pathlib
 from typing import Any
 
 from keras_cnas.costs import Constraints
-from keras_cnas.engine import summary as summaries
+from keras_cnas import ranking
 from keras_cnas.engine.store import TrialStore
 from keras_cnas.trial import Trial
 
@@ -69,11 +69,11 @@ class SearchRecord:
 
     @property
     def best(self) -> Trial | None:
-        return summaries.best_trial(self.trials)
+        return ranking.best_trial(self.trials)
 
     def accuracy(self, trial: Trial) -> float | None:
         """Validation accuracy when measured, else the objective (as the summary plots it)."""
-        return summaries.accuracy_of(trial, self.objective)
+        return ranking.accuracy_of(trial, self.objective)
 
     def objective_value(self, trial: Trial) -> float | None:
         """The objective as the evaluator reports it (not negated), or None."""

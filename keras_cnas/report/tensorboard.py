@@ -28,7 +28,8 @@ import os
 import pathlib
 from typing import Iterable, Iterator
 
-from keras_cnas.engine import summary as summaries
+from keras_cnas._checks import is_finite_number
+from keras_cnas import ranking
 from keras_cnas.report import events
 from keras_cnas.report.specs import HParamValue, spec_summary
 from keras_cnas.trial import Trial, TrialStatus
@@ -54,10 +55,6 @@ def trial_hparams(trial: Trial) -> dict[str, HParamValue]:
         {'architecture': 'decisions 20', 'spec_key': '20', 'd0': 2, 'd1': 0, 'fidelity': 'full', 'phase': 'random'}
     """
     return {**spec_summary(trial.spec), "fidelity": trial.fidelity, "phase": trial.phase or "-"}
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @contextlib.contextmanager
@@ -166,26 +163,26 @@ class TensorBoardWriter:
 
     def _objective(self, trial: Trial) -> float | None:
         value = trial.metrics.get(self.objective)
-        return float(value) if _finite(value) else None
+        return float(value) if is_finite_number(value) else None
 
     def _write_progress(self, trial: Trial) -> None:
         values = [events.scalar_value("trial/id", trial.id)]
-        objective, accuracy = self._objective(trial), summaries.accuracy_of(trial, self.objective)
+        objective, accuracy = self._objective(trial), ranking.accuracy_of(trial, self.objective)
         if objective is not None:
             values.append(events.scalar_value(f"trial/{self.objective}", objective))
-        if accuracy is not None and _finite(accuracy):
+        if accuracy is not None and is_finite_number(accuracy):
             values.append(events.scalar_value("trial/accuracy", accuracy))
-        if "seconds" in trial.timings and _finite(trial.timings["seconds"]):
+        if "seconds" in trial.timings and is_finite_number(trial.timings["seconds"]):
             values.append(events.scalar_value("trial/seconds", trial.timings["seconds"]))
         values += [events.scalar_value(f"costs/{name}", value)
-                   for name, value in sorted(trial.costs.items()) if _finite(value)]
+                   for name, value in sorted(trial.costs.items()) if is_finite_number(value)]
         for fidelity, best in sorted(self._best.items()):
-            best_objective, best_accuracy = self._objective(best), summaries.accuracy_of(
+            best_objective, best_accuracy = self._objective(best), ranking.accuracy_of(
                 best, self.objective)
             if best_objective is not None:
                 values.append(events.scalar_value(f"best/{fidelity}/{self.objective}",
                                                   best_objective))
-            if best_accuracy is not None and _finite(best_accuracy):
+            if best_accuracy is not None and is_finite_number(best_accuracy):
                 values.append(events.scalar_value(f"best/{fidelity}/accuracy", best_accuracy))
         values += [events.scalar_value(f"count/{status.value.lower()}", n)
                    for status, n in self._counts.items()]
@@ -198,12 +195,12 @@ class TensorBoardWriter:
         started = trial.timings.get("started", trial.timings.get("created", 0.0))
         finished = trial.timings.get("finished", started)
         values = []
-        if trial.score is not None and _finite(trial.score):
+        if trial.score is not None and is_finite_number(trial.score):
             values.append(events.scalar_value("score", trial.score))
         values += [events.scalar_value(f"metrics/{name}", value)
-                   for name, value in sorted(trial.metrics.items()) if _finite(value)]
+                   for name, value in sorted(trial.metrics.items()) if is_finite_number(value)]
         values += [events.scalar_value(f"costs/{name}", value)
-                   for name, value in sorted(trial.costs.items()) if _finite(value)]
+                   for name, value in sorted(trial.costs.items()) if is_finite_number(value)]
         status = events.STATUS_SUCCESS if trial.ok else events.STATUS_FAILURE
         with events.EventFileWriter(run) as writer:
             writer.write(events.summary_event(

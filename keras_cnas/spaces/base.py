@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
 
@@ -220,7 +221,7 @@ class Space(abc.ABC):
 
 def check_int(field: str, value: Any, low: int, high: int | None = None, fix: str = "") -> int:
     """Returns ``value`` if it is an int in [low, high], else raises InvalidSpecError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value, numpy=True):
         raise InvalidSpecError(
             f"{field}: expected an integer, got {type(value).__name__} {value!r}")
     value = int(value)

@@ -204,10 +204,6 @@ class Skeleton:
     def num_positions(self) -> int:
         return sum(stage.positions for stage in self.stages)
 
-    @property
-    def last_channels(self) -> int:
-        return self.stages[-1].channels
-
     def to_dict(self) -> dict[str, Any]:
         return {"stem_filters": self.stem_filters, "stem_kernel": self.stem_kernel,
                 "stem_stride": self.stem_stride, "stages": [list(s) for s in self.stages],

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.errors import DataError, InvalidSpecError
 from keras_cnas.spaces.base import (
     SPACES,
@@ -148,7 +149,7 @@ class CategoricalSpace(Space):
             check_int("empty_choice", empty_choice, 0, min(self._sizes) - 1,
                       fix="it must be a valid value of every decision")
         self._empty_choice = empty_choice
-        if isinstance(key_offset, bool) or not isinstance(key_offset, int) or key_offset < 0:
+        if not is_int(key_offset) or key_offset < 0:
             raise ValueError(f"key_offset: expected a non-negative integer (1 for tables whose "
                              f"keys number choices from 1), got {key_offset!r}")
         if cost_fields is not None and (isinstance(cost_fields, str) or not all(
@@ -195,7 +196,7 @@ class CategoricalSpace(Space):
                         f"{i} the choice {part!r} (after key_offset={self._key_offset}), which is "
                         f"not in [0, {size - 1}]{hint}")
             for field, value in row.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                if not is_real(value) \
                         or not math.isfinite(value):
                     raise DataError(
                         f"costs[{key!r}][{field!r}]: expected a finite number, got {value!r:.60}; "

@@ -41,8 +41,9 @@ Example:
     >>> space = HyperSpace(build, input_shape=(8, 8, 1), num_classes=10)
     >>> space.decision_sizes(), [hp.name for hp in space.hyperparameters]
     ([4, 2], ['filters', 'pool'])
+    >>> import keras_cnas as cnas
     >>> spec = space.spec({"filters": 8, "pool": True})
-    >>> spec.describe(), space.estimate(spec).params   # built, not trained: 80 + 72 * 10 + 10
+    >>> spec.describe(), cnas.estimate(spec).params   # built, not trained: 80 + 72 * 10 + 10
     ('filters=8 pool=True', 810)
 """
 
@@ -57,12 +58,29 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_finite_number, is_int, is_real
 from keras_cnas._imports import import_object, module_root_of, object_path
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces.base import SPACES, SPEC_TYPES, Mutation, Space, Spec, check_shape, require
 
 __all__ = ["FLOAT_GRID", "HyperParameter", "HyperParameters", "HyperSpace", "HyperSpec",
            "build_fn_path", "discover", "resolve_build_fn"]
+
+#: Build function path -> why its models have no analytic costs beyond params, recorded by
+#: the Keras side (``keras_cnas.builders.hyper.hyper_costs``) when it prices a model.
+_UNPRICED: dict[str, str] = {}
+
+
+def note_unpriced(build_fn: str, reason: str) -> bool:
+    """Records that models of ``build_fn`` have only ``params``; True when it is news."""
+    news = _UNPRICED.get(build_fn) != reason
+    _UNPRICED[build_fn] = reason
+    return news
+
+
+def unpriced_reason(build_fn: str) -> str | None:
+    """Why models of ``build_fn`` have only ``params`` (the unpriceable layer), or None."""
+    return _UNPRICED.get(build_fn)
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +135,11 @@ class HyperParameter:
     def index(self, value: Value) -> int:
         """The decision value (position in :attr:`values`) of ``value``."""
         for i, v in enumerate(self.values):
-            if v == value and type(v) is type(value) or (_is_number(v) and _is_number(value)
+            if v == value and type(v) is type(value) or (is_real(v) and is_real(value)
                                                           and math.isclose(v, value)):
                 return i
         raise InvalidSpecError(f"values[{self.name!r}]: {value!r} is not one of "
                                f"{_preview(self.values)}")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _preview(values: Sequence[Any], n: int = 8) -> str:
@@ -166,7 +180,7 @@ class HyperParameters:
         """An integer in ``[min_value, max_value]``: every ``step``-th one (``sampling="log"``:
         ``step`` multiplies), the default ``min_value``."""
         for arg, v in (("min_value", min_value), ("max_value", max_value)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            if not is_int(v, numpy=True):
                 raise ValueError(f"hp.Int({name!r}): {arg} must be an int, got {v!r}")
         values = _range_values(name, int(min_value), int(max_value), step, sampling, integer=True)
         return self._retrieve(name, "int", values, default, True, parent_name, parent_values)
@@ -178,7 +192,7 @@ class HyperParameters:
         """A float in ``[min_value, max_value]``: every ``step`` (``sampling="log"``: ``step``
         multiplies), or :data:`FLOAT_GRID` grid values without ``step``."""
         for arg, v in (("min_value", min_value), ("max_value", max_value)):
-            if not _is_number(v) or not math.isfinite(v):
+            if not is_finite_number(v):
                 raise ValueError(f"hp.Float({name!r}): {arg} must be a finite number, got {v!r}")
         values = _range_values(name, float(min_value), float(max_value), step, sampling,
                                integer=False)
@@ -268,7 +282,7 @@ class HyperParameters:
                 conditions.append((parent_name, _as_tuple(parent_values)))
             if default is None:
                 default = values[0]
-            elif kind in ("int", "float") and _is_number(default) \
+            elif kind in ("int", "float") and is_real(default) \
                     and values[0] <= default <= values[-1] and default not in values:
                 # KerasTuner accepts any default in the range: it joins the grid.
                 values = tuple(sorted({*values, int(default) if kind == "int" else float(default)}))
@@ -307,7 +321,7 @@ def _range_values(name: str, low: float, high: float, step: float | None, sampli
     log = sampling != "linear"
     if log and low <= 0:
         raise ValueError(f"{what}: sampling={sampling!r} needs min_value > 0, got {low}")
-    if step is not None and (isinstance(step, bool) or not _is_number(step) or step <= 0
+    if step is not None and (not is_real(step) or step <= 0
                              or (log and step <= 1)):
         raise ValueError(f"{what}: step must be a positive number (> 1 for log sampling, where "
                          f"it multiplies), got {step!r}")
@@ -408,7 +422,7 @@ class HyperSpec(Spec):
         # Sorted by name: a spec read back from (sorted-key) JSON equals the one sampled.
         object.__setattr__(self, "values", tuple(sorted(clean)))
         object.__setattr__(self, "input_shape", check_shape("input_shape", self.input_shape))
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+        if not is_int(self.num_classes) \
                 or self.num_classes < 1:
             raise InvalidSpecError(f"num_classes: expected a positive int, got {self.num_classes!r}")
         if self.module_root is not None and not isinstance(self.module_root, str):
@@ -474,7 +488,7 @@ class HyperSpace(Space):
         self.build_fn = build_fn_path(build_fn)
         self.module_root = module_root if module_root is not None else module_root_of(self.build_fn)
         self.input_shape = check_shape("input_shape", tuple(input_shape))
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
         self.num_classes = num_classes
         if hyperparameters is None:
@@ -572,7 +586,7 @@ class HyperSpace(Space):
                                    f"hyperparameter), got {len(decisions)}")
         chosen: dict[str, Value] = {}
         for hp, d in zip(self._hps, decisions):
-            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) \
+            if not is_int(d, numpy=True) \
                     or not 0 <= d < len(hp.values):
                 raise InvalidSpecError(f"decisions[{hp.name!r}]: {d!r} is not in "
                                        f"[0, {len(hp.values) - 1}]")
@@ -582,20 +596,10 @@ class HyperSpace(Space):
         return HyperSpec(self.build_fn, active, self.input_shape, self.num_classes,
                          self.module_root)
 
-    def estimate(self, spec: Spec) -> "Any":
-        """The costs of the model ``spec`` builds (``keras_cnas.builders.hyper.hyper_costs``:
-        builds it, no training). Imports TensorFlow."""
-        from keras_cnas.costs.estimate import estimate  # lazy: costs imports spaces
-
-        self.validate(spec)
-        return estimate(spec)
-
     @property
     def unpriced(self) -> str | None:
         """Why the analytic costs beyond ``params`` are missing (the layer the cost code
         cannot price), once a spec was estimated; None if every cost is known."""
-        from keras_cnas.builders.hyper import unpriced_reason
-
         return unpriced_reason(self.build_fn)
 
 

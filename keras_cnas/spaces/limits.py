@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from keras_cnas._checks import is_int
 from keras_cnas.errors import InvalidSpecError
 
 __all__ = ["MAX_DEPTH", "MAX_ITEMS", "MAX_TENSOR_ELEMENTS", "MAX_UNITS", "check_limits"]
@@ -66,7 +67,7 @@ def _walk(node: Any, where: str, depth: int) -> None:
                 "fewer layers / blocks")
         for i, value in enumerate(node):
             _walk(value, f"{where}[{i}]", depth + 1)
-    elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_UNITS:
+    elif is_int(node) and abs(node) > MAX_UNITS:
         shown = str(node) if node.bit_length() < 64 else f"a {node.bit_length()}-bit integer"
         raise InvalidSpecError(f"{where}: {shown} exceeds the limit of {MAX_UNITS:,} for any "
                                "size (filters, units, channels, kernel, classes); use a "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from keras_cnas._checks import is_int
 from keras_cnas.spaces.blockset import (
     DEFAULT_BLOCK_TYPES,
     DEFAULT_STAGE_POSITIONS,
@@ -140,10 +141,10 @@ def resnet_cifar(depth: int = 20, input_shape: Sequence[int] = (32, 32, 3), num_
         >>> estimate(resnet_cifar(20)).params, estimate(resnet_cifar(32)).madds
         (274042, 69124736)
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    if not is_int(depth) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth: a CIFAR ResNet has 6n + 2 layers (n >= 1), e.g. "
                          f"{', '.join(map(str, RESNET_CIFAR_DEPTHS))}; got {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+    if not is_int(width) or width < 1:
         raise ValueError(f"width: expected a positive number of channels such as 16, got {width!r}")
     n = (depth - 2) // 6
     widths = (width, 2 * width, 4 * width)

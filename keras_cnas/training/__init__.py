@@ -1,6 +1,7 @@
 """Training and evaluation: evaluators (Keras, tabular), callbacks, the fit recipe.
 
-``Evaluator``, the tabular evaluator and ``DataSource`` are pure Python; everything that
+``Evaluator``, the tabular evaluator and ``DataSource`` (defined in ``keras_cnas.data.cache``,
+named here for the evaluator's users) are pure Python; everything that
 trains a Keras model (``KerasEvaluator.evaluate``, the callbacks, ``Ensemble``) loads
 TensorFlow on first use.
 """
@@ -8,8 +9,8 @@ TensorFlow on first use.
 from __future__ import annotations
 
 from keras_cnas._lazy import lazy_attributes
+from keras_cnas.data.cache import DataSource, load_npz, save_npz
 from keras_cnas.training.base import DIRECTIONS, EVALUATORS, Evaluator
-from keras_cnas.training.datasource import DataSource, load_npz, save_npz
 
 # Imported eagerly so that EVALUATORS knows "keras" and "tabular" when a worker rebuilds an
 # evaluator from JSON; neither module imports TensorFlow (the Keras one does so when it trains).

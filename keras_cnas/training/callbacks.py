@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas._keras import keras
 
 __all__ = ["NanGuard", "TractionCallback", "TrialTimeLimit"]
@@ -26,7 +27,7 @@ __all__ = ["NanGuard", "TractionCallback", "TrialTimeLimit"]
 def _check_count(name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
     return value
 
@@ -198,7 +199,7 @@ class TrialTimeLimit(keras.callbacks.Callback):
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+        if not is_real(seconds) \
                 or not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(f"seconds: expected a positive number of seconds such as 600, "
                              f"got {seconds!r}")

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_cnas._keras import keras
-from keras_cnas.training.model_file import load_model_file
+from keras_cnas.export.model_file import load_model_file
 
 __all__ = ["Ensemble", "majority_vote"]
 

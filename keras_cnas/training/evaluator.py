@@ -25,13 +25,16 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from keras_cnas._imports import import_object, module_root_of, object_path
+from keras_cnas.costs.measured import MEASURED_COSTS
+from keras_cnas.costs.micro_support import micro_runs
+from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.data import Dataset
+from keras_cnas.data.cache import (DataSource, cache_file_name, fingerprint, remember,
+                                   save_npz)
 from keras_cnas.errors import DataError
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
-from keras_cnas.training.datasource import (DataSource, cache_file_name, fingerprint, remember,
-                                            save_npz)
 from keras_cnas.training.objective import J, Objective
 from keras_cnas.training.optimizer import OptimizerRecipe
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
@@ -79,13 +82,9 @@ IN_MEMORY_CALLBACK = "<in-memory callback "
 # Longest error text kept in a trial record: TensorFlow errors can run to pages.
 MAX_ERROR_CHARS = 1000
 
-#: Costs ``measure=`` can name, measured on each trained candidate's ``.tflite`` (same
-#: names as ``keras_cnas.export.MEASURED_COSTS``; this module must not import the export
-#: package, which sits above training): flatbuffer size, TFLite Micro arena (a subprocess
-#: run of the model) and median latency in LiteRT with XNNPACK, one thread.
-MEASURABLE_COSTS = ("tflite_bytes", "arena_bytes", "latency_ms")
-#: ``export_quantize=`` values (``keras_cnas.export.QUANTIZATIONS``).
-EXPORT_QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+#: Costs ``measure=`` can name and ``export_quantize=`` values: one home each, in costs.
+MEASURABLE_COSTS = MEASURED_COSTS
+EXPORT_QUANTIZATIONS = QUANTIZATIONS
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -124,7 +123,7 @@ class KerasEvaluator(Evaluator):
     Args:
         data: the data: a :class:`~keras_cnas.data.Dataset` in memory (kept for use in this
             process; call :meth:`portable` before handing the evaluator to workers), a
-            :class:`~keras_cnas.training.datasource.DataSource`, or its config dict (e.g.
+            :class:`~keras_cnas.data.cache.DataSource`, or its config dict (e.g.
             ``{"name": "digits"}``); or anything :func:`keras_cnas.data.as_dataset` reads:
             ``(x, y)`` arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` ones), an
             image folder. A source is loaded lazily, once per process.
@@ -280,11 +279,6 @@ class KerasEvaluator(Evaluator):
         self.verbose = int(verbose)
 
     # --- data ----------------------------------------------------------------------------
-
-    @property
-    def data_source(self) -> DataSource | None:
-        """Where workers load the data from; None for an in-memory dataset."""
-        return self._source
 
     @property
     def is_portable(self) -> bool:
@@ -536,7 +530,7 @@ class KerasEvaluator(Evaluator):
 
     def _measure(self, model: "keras.Model", data: Dataset, seed: int) -> dict[str, float]:
         """Converts the trained model with ``export_quantize`` and measures ``measure``."""
-        # Lazy: export sits above training (it converts trained models); see MEASURABLE_COSTS.
+        # Lazy: export loads TensorFlow and LiteRT.
         from keras_cnas.export import measure_costs, to_tflite
 
         flatbuffer = to_tflite(model, self.export_quantize,
@@ -598,7 +592,7 @@ def _measured_costs(measure: Any, export_quantize: Any) -> tuple[str, ...]:
         raise ValueError(f"export_quantize: unknown quantization {export_quantize!r}; known: "
                          f"{', '.join(EXPORT_QUANTIZATIONS)}")
     if "arena_bytes" in measure:
-        if export_quantize in ("dynamic", "float16"):
+        if not micro_runs(export_quantize):
             raise ValueError(f"measure: 'arena_bytes' needs a model TensorFlow Lite Micro can run, "
                              f"and it cannot run {export_quantize!r} ones (hybrid / float16 "
                              "weights); use export_quantize='int8' (or 'none')")

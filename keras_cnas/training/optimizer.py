@@ -15,6 +15,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from keras_cnas._checks import is_finite_number, is_int
+
 if TYPE_CHECKING:
     from keras_cnas._keras import keras
 
@@ -30,7 +32,7 @@ _NO_DECAY = ("gamma", "beta", "bias")
 
 def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
                   inclusive_low: bool = False, inclusive_high: bool = False, example: str) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = is_finite_number(value)
     if ok:
         ok = (value >= low if inclusive_low else value > low) and (
             value <= high if inclusive_high else value < high)
@@ -84,7 +86,7 @@ class OptimizerRecipe:
                       inclusive_high=True, example="0.1")
         epochs = self.lr_decay_epochs
         if isinstance(epochs, (str, bytes)) or not isinstance(epochs, Sequence) or any(
-                isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
+                not is_int(e) or e < 1 for e in epochs):
             raise ValueError(f"lr_decay_epochs: expected a list of positive epoch numbers such as "
                              f"(4, 7, 9), got {epochs!r}")
         if list(epochs) != sorted(set(epochs)):
@@ -103,7 +105,7 @@ class OptimizerRecipe:
         """The same recipe for ``to_epochs`` instead of ``from_epochs``: decay points move
         proportionally (rounded, kept distinct and within the run)."""
         for name, value in (("from_epochs", from_epochs), ("to_epochs", to_epochs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         moved: list[int] = []
         for epoch in self.lr_decay_epochs:

@@ -63,6 +63,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_finite_number, is_int
 from keras_cnas._keras import tf
 from keras_cnas.spaces.enas_cell import OPS, EnasCell, EnasCellSpace, EnasNet
 
@@ -148,7 +149,7 @@ class SharedCellSupernet:
         _check_number("weight_decay", weight_decay)
         if clip_norm is not None:
             _check_number("clip_norm", clip_norm, positive=True)
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not is_int(seed):
             raise ValueError(f"seed: expected an int, got {seed!r}")
         if trace_after is not None:
             _check_count("trace_after", trace_after, "the use of a cell that compiles its "
@@ -568,12 +569,12 @@ def _trim(cache: collections.OrderedDict, size: int) -> None:
 
 
 def _check_count(name: str, value: Any, meaning: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name}: expected a positive int ({meaning}), got {value!r}")
 
 
 def _check_number(name: str, value: Any, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    if not is_finite_number(value) \
             or value < 0 or (positive and value == 0):
         raise ValueError(f"{name}: expected a {'positive' if positive else 'non-negative'} "
                          f"number, got {value!r}")

@@ -16,6 +16,7 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.registry import Registry
 from keras_cnas.spaces.categorical import CategoricalSpace, load_table, rekey_table
 from keras_cnas.training.base import DIRECTIONS, EVALUATORS, Evaluator
@@ -82,7 +83,7 @@ class TabularEvaluator(Evaluator):
             raise ValueError(f"metric: expected a field name of the table's rows, got {metric!r}")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
-        if isinstance(key_offset, bool) or not isinstance(key_offset, int) or key_offset < 0:
+        if not is_int(key_offset) or key_offset < 0:
             raise ValueError(f"key_offset: expected a non-negative integer, got {key_offset!r}")
         self.objective = metric
         self.direction = direction
@@ -129,7 +130,7 @@ class TabularEvaluator(Evaluator):
         for field, value in row.items():
             if isinstance(value, list) and value:
                 value = value[seed % len(value)]
-            if not isinstance(value, bool) and isinstance(value, (int, float)):
+            if is_real(value):
                 metrics[field] = value
         value = metrics.get(self.objective)
         if value is None or not math.isfinite(value):

@@ -4,7 +4,7 @@ from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
     CompressionResult,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
 )
 from keras_cnas.compression.methods.group_lasso import GroupLassoPruning
@@ -13,5 +13,5 @@ from keras_cnas.compression.methods.synthesis import IterativeSynthesis
 from keras_cnas.compression.methods.variational_dropout import VariationalDropoutPruning
 
 __all__ = ["METHODS", "CompressionMethod", "CompressionResult", "GroupLassoPruning",
-           "IterativeSynthesis", "MorphNet", "SearchContext", "SearchOutcome",
+           "IterativeSynthesis", "MorphNet", "CompressionContext", "SearchOutcome",
            "VariationalDropoutPruning"]

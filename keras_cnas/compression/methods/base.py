@@ -18,10 +18,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-import math
 import time
 from typing import Any, ClassVar
 
+from keras_cnas._checks import is_finite_number, is_int
+from keras_cnas._numbers import finite_or_none
 from keras_cnas.compression.costs import graph_costs, model_costs
 from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.selection import check_feasible
@@ -36,13 +37,13 @@ from keras_cnas.costs import Constraints, CostReport
 from keras_cnas.data import Dataset
 from keras_cnas.registry import Registry
 
-__all__ = ["METHODS", "CompressionMethod", "CompressionResult", "SearchContext", "SearchOutcome"]
+__all__ = ["METHODS", "CompressionMethod", "CompressionResult", "CompressionContext", "SearchOutcome"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class SearchContext:
+class CompressionContext:
     """What a method's search sees."""
 
     model: Any
@@ -114,7 +115,7 @@ class CompressionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-compatible (infinite and NaN figures are None)."""
-        return _finite({
+        return finite_or_none({
             "method": self.method, "target": self.target.to_dict(),
             "bounds": self.bounds.to_dict(), "target_met": self.target_met,
             "baseline_costs": self.baseline_costs.to_dict(), "costs": self.costs.to_dict(),
@@ -156,7 +157,7 @@ class CompressionMethod(abc.ABC):
             if not isinstance(value, TrainingConfig):
                 raise ValueError(f"{arg}: expected a keras_cnas.compression.TrainingConfig, got "
                                  f"{type(value).__name__}")
-        if isinstance(bytes_per_element, bool) or not isinstance(bytes_per_element, int) \
+        if not is_int(bytes_per_element) \
                 or bytes_per_element < 1:
             raise ValueError(f"bytes_per_element: expected a positive int, got {bytes_per_element!r}")
         self.training = training
@@ -205,7 +206,7 @@ class CompressionMethod(abc.ABC):
         check_feasible(graph, bounds, baseline, self.bytes_per_element)
         baseline_accuracy = accuracy(model, data)
         logger.info("%s: baseline %s; target %s", self.name, baseline.summary(), target)
-        context = SearchContext(model, graph, data, target, bounds, baseline, seed,
+        context = CompressionContext(model, graph, data, target, bounds, baseline, seed,
                                 self.bytes_per_element)
         outcome = self._search(context)
         compressed = outcome.model
@@ -230,7 +231,7 @@ class CompressionMethod(abc.ABC):
         return result
 
     @abc.abstractmethod
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         """Sparsify, tune the strength and shrink until ``context.bounds`` hold."""
 
     def __repr__(self) -> str:
@@ -253,29 +254,16 @@ def _widths(graph: ChannelGraph, compressed: Any) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (strict JSON has no inf)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalars
-        return _finite(value.item())
-    return value
-
-
 def positive(name: str, value: Any, example: str) -> float:
     """``value`` as a float if it is a finite positive number, else a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    if not is_finite_number(value) \
             or value <= 0:
         raise ValueError(f"{name}: expected a positive number such as {example}, got {value!r}")
     return float(value)
 
 
 def count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     return value
 

@@ -23,7 +23,7 @@ from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     count,
     lambda_for,
@@ -79,7 +79,7 @@ class GroupLassoPruning(CompressionMethod):
         return {"strength": self.strength, "lam": self.lam, "growth": self.growth,
                 "rounds": self.rounds}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         work = clone_with_weights(context.model)
         graph = ChannelGraph(work)
         lam = self.lam if self.lam is not None else lambda_for(self.strength, self.training,

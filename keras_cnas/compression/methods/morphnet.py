@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnas._checks import is_real
 from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     lambda_for,
     positive,
@@ -87,7 +88,7 @@ class MorphNet(CompressionMethod):
         self.strength = positive("strength", strength, "2.0")
         self.lam = None if lam is None else positive("lam", lam, "0.05")
         self.gamma_threshold = positive("gamma_threshold", gamma_threshold, "0.01")
-        if isinstance(min_width, bool) or not isinstance(min_width, (int, float)) \
+        if not is_real(min_width) \
                 or not 0 <= min_width < 1:
             raise ValueError(f"min_width: expected a fraction in [0, 1) such as 0.25, got "
                              f"{min_width!r}")
@@ -98,7 +99,7 @@ class MorphNet(CompressionMethod):
         return {"strength": self.strength, "lam": self.lam, "gamma_threshold": self.gamma_threshold,
                 "min_width": self.min_width, "max_multiplier": self.max_multiplier}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         work = clone_with_weights(context.model)
         graph = ChannelGraph(work)
         cost = context.target.primary

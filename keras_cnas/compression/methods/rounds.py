@@ -23,7 +23,7 @@ import numpy as np
 from keras_cnas._keras import keras
 from keras_cnas.compression.costs import graph_costs
 from keras_cnas.compression.graph import ChannelGraph
-from keras_cnas.compression.methods.base import SearchContext
+from keras_cnas.compression.methods.base import CompressionContext
 from keras_cnas.compression.selection import Selection, balance_keep, prune_to_bounds
 from keras_cnas.compression.training import TrainingConfig, fit
 
@@ -41,7 +41,7 @@ class Measurement:
 
 
 class _Schedule(keras.callbacks.Callback):
-    def __init__(self, context: SearchContext, graph: ChannelGraph, strength: float,
+    def __init__(self, context: CompressionContext, graph: ChannelGraph, strength: float,
                  growth: float, steps_per_round: int, check_every: int,
                  set_strength: Callable[[float], None], measure: Callable[[], Measurement],
                  strength_name: str):
@@ -86,7 +86,7 @@ class _Schedule(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def tune_strength(context: SearchContext, graph: ChannelGraph, model: Any,
+def tune_strength(context: CompressionContext, graph: ChannelGraph, model: Any,
                   training: TrainingConfig, strength: float, growth: float, rounds: int,
                   set_strength: Callable[[float], None], measure: Callable[[], Measurement],
                   strength_name: str, callbacks: Sequence[Any] = (),

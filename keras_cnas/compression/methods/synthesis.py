@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnas._checks import is_real
 from keras_cnas.compression.errors import ToleranceExceededError
 from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.importance import taylor_importance
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     count,
 )
@@ -65,8 +66,7 @@ class IterativeSynthesis(CompressionMethod):
         super().__init__(training, finetune, bytes_per_element)
         self.steps = count("steps", steps)
         self.probe_batches = count("probe_batches", probe_batches)
-        if tolerance is not None and (isinstance(tolerance, bool)
-                                      or not isinstance(tolerance, (int, float))
+        if tolerance is not None and (not is_real(tolerance)
                                       or not 0 <= tolerance <= 1):
             raise ValueError(f"tolerance: expected an accuracy drop in [0, 1] such as 0.02, or "
                              f"None, got {tolerance!r}")
@@ -76,7 +76,7 @@ class IterativeSynthesis(CompressionMethod):
         return {"steps": self.steps, "probe_batches": self.probe_batches,
                 "tolerance": self.tolerance}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         data = context.data
         if self.tolerance is not None and len(data.y_val) == 0:
             raise ValueError("tolerance: the accuracy tolerance is checked on the validation "

@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnas._checks import is_real
 from keras_cnas._keras import tf
 from keras_cnas.compression.graph import ChannelGraph
 from keras_cnas.compression.methods.base import (
     METHODS,
     CompressionMethod,
-    SearchContext,
+    CompressionContext,
     SearchOutcome,
     count,
     positive,
@@ -71,11 +72,11 @@ class VariationalDropoutPruning(CompressionMethod):
         self.strength = positive("strength", strength, "0.3")
         self.growth = positive("growth", growth, "2.0")
         self.rounds = count("rounds", rounds)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+        if not is_real(threshold) \
                 or not -8 < threshold < 8:
             raise ValueError(f"threshold: expected a log alpha in (-8, 8) such as 3.0, got "
                              f"{threshold!r}")
-        if isinstance(init_log_alpha, bool) or not isinstance(init_log_alpha, (int, float)) \
+        if not is_real(init_log_alpha) \
                 or not -8 <= init_log_alpha < threshold:
             raise ValueError(f"init_log_alpha: expected a log alpha in [-8, threshold) such as "
                              f"-6.0, got {init_log_alpha!r}")
@@ -86,7 +87,7 @@ class VariationalDropoutPruning(CompressionMethod):
         return {"strength": self.strength, "growth": self.growth, "rounds": self.rounds,
                 "threshold": self.threshold, "init_log_alpha": self.init_log_alpha}
 
-    def _search(self, context: SearchContext) -> SearchOutcome:
+    def _search(self, context: CompressionContext) -> SearchOutcome:
         graph = context.graph
         points = noise_points(graph)
         signals = [s for pairs in points.values() for s, _ in pairs]

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.data import Augmentation, Dataset
 from keras_cnas.data import load as load_dataset
 from keras_cnas.errors import DataError
@@ -92,14 +93,14 @@ class DataSource:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         # Checked here, in the driver, rather than when a worker first loads the data.
         split = self.validation_split
-        if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 <= split < 1:
+        if not is_real(split) or not 0 <= split < 1:
             raise ValueError(f"validation_split: expected a fraction in [0, 1) such as 0.1, "
                              f"got {split!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
         for field in ("max_train_examples", "max_per_class"):
             value = getattr(self, field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+            if value is not None and (not is_int(value)
                                       or value < 1):
                 raise ValueError(f"{field}: expected a positive integer or None (no limit), "
                                  f"got {value!r}")
@@ -252,7 +253,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     if not path.is_file():
         raise FileNotFoundError(
             f"npz_path: no dataset cache at {path}; write one with "
-            "keras_cnas.training.datasource.save_npz(dataset, path) or "
+            "keras_cnas.data.cache.save_npz(dataset, path) or "
             "KerasEvaluator.portable(cache_dir)")
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -120,12 +120,15 @@ class ModelView:
     Attributes:
         subgraphs: the subgraphs; the first is the one an interpreter runs.
         metadata: names of the metadata entries (e.g. ``"min_runtime_version"``).
-        num_bytes: the size of the flatbuffer.
+        num_bytes: the size of the flatbuffer (0 for a graph derived from a spec).
+        output_name: the serving signature's output name (the Keras output layer's), when
+            known.
     """
 
     subgraphs: tuple[Subgraph, ...]
     metadata: tuple[str, ...]
     num_bytes: int
+    output_name: str = ""
 
     @property
     def main(self) -> Subgraph:

@@ -126,6 +126,9 @@ class ArenaEstimate:
 # The allocation trace: a list of steps replayed against an arena of a given size.
 
 _PERSIST, _TEMP, _RESET_TEMP, _RESIZE, _PLANNER = "persist", "temp", "reset", "resize", "planner"
+#: One operator's whole Prepare, condensed for :func:`_smallest_arena` (see
+#: :func:`_condensed`); only the fast path of derived graphs records it.
+_PREPARE_SEGMENT = "prepare"
 
 
 # A step: (kind, size, align, what, slack). ``what`` names it for the report, as a string
@@ -460,7 +463,13 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
     # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
     scratch: list[tuple[int, int]] = []
     for op in ops:
-        _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
+        if checked:  # a derived graph: what Prepare allocates, memoised and condensed
+            segment, requests = _prepare_segment(sg, op)
+            tr.steps.append(segment)
+            for nbytes in requests:
+                scratch.append((nbytes, op.index))
+        else:
+            _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
         tr.reset_temp((op.index, op.opcode, "reset temporaries"))
         tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
                   _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
@@ -486,6 +495,49 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
                 tr.persist(_AFFINE_QUANTIZATION, f"{kind} quantization params")
                 tr.persist(_int_array(t.num_scales), f"{kind} zero points")
     return tr.steps, plan_bytes, len(buffers)
+
+
+_PREPARED: dict[tuple, tuple[_Step, list[int]]] = {}
+
+
+def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[_Step, list[int]]:
+    """A kernel's Prepare as one condensed step, and its scratch requests, memoised by
+    what they depend on: the opcode and the type, shape and quantization of every
+    operand (derived graphs have no omitted inputs)."""
+    tensors = sg.tensors
+    key = (op.opcode, *[tensors[k][2:8] for k in op.inputs],
+           *[tensors[k][2:8] for k in op.outputs])
+    hit = _PREPARED.get(key)
+    if hit is None:
+        trace, scratch = _Trace(), []
+        _KERNELS[op.opcode].prepare(_Prepare(trace, sg, op, scratch))
+        hit = (_condensed(trace.steps), [nbytes for nbytes, _ in scratch])
+        if len(_PREPARED) < 1 << 16:
+            _PREPARED[key] = hit
+    return hit
+
+
+def _condensed(steps: list[_Step]) -> _Step:
+    """Temporaries and persistent allocations of one Prepare, as :func:`_smallest_arena`
+    needs them. Prepare starts with the temporaries at the head (every operator follows a
+    reset) and temporaries align to at most 8 while the head is 16-aligned, so their
+    offsets relative to the head are the same wherever the head is: the segment holds the
+    highest temporary end before the first persistent allocation and, per persistent
+    allocation, its (size, align), the lowest tail it must stay above and the highest
+    temporary end after it (relative to the head; -1: none)."""
+    temp = 0
+    before = -1
+    persists: list[list[int]] = []
+    for kind, size, align, _, slack in steps:
+        if kind == _TEMP:
+            temp = -(-temp // align) * align + size
+            if persists:
+                persists[-1][3] = max(persists[-1][3], temp)
+            else:
+                before = max(before, temp)
+        else:  # _PERSIST (Prepare records nothing else)
+            persists.append([size, align, max(0, temp - slack), -1])
+    return (_PREPARE_SEGMENT, before, tuple(tuple(p) for p in persists), None, 0)
 
 
 def _planned_buffers(sg: Subgraph, scratch: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -569,7 +621,15 @@ def _smallest_arena(steps: list[_Step]) -> int:
     head = temp = 0
     need = 0
     for kind, size, align, _, slack in steps:
-        if kind == _PERSIST:
+        if kind == _PREPARE_SEGMENT:  # size: the temporaries before, align: the allocations
+            if size >= 0 and head + size > need:
+                need = head + size
+            for p_size, p_align, at_least, after in align:
+                persists[-1][3] = need
+                persists.append([p_size, p_align, head + at_least, 0])
+                need = head + after if after >= 0 else 0
+            temp = head  # a reset follows
+        elif kind == _PERSIST:
             if persists:
                 persists[-1][3] = need
             else:
@@ -602,22 +662,39 @@ def _smallest_arena(steps: list[_Step]) -> int:
         deficit = (at_least if at_least > until_next else until_next) - tail
         if suffix_deficit is None or deficit > suffix_deficit:
             suffix_deficit = deficit
-    prefix = persists[:split + 1]
     best = None
-    for r in range(BUFFER_ALIGNMENT):
-        tail = r
-        q = max(0, -(-(first - r) // BUFFER_ALIGNMENT))
-        for size, align, at_least, until_next in prefix:
-            tail = (tail - size) // align * align
-            bound = at_least if at_least > until_next else until_next
-            if bound - tail > BUFFER_ALIGNMENT * q:
-                q = -(-(bound - tail) // BUFFER_ALIGNMENT)
+    for r, q, tail in _prefix_residues(first, tuple(map(tuple, persists[:split + 1]))):
         if suffix_deficit is not None and suffix_deficit - tail > BUFFER_ALIGNMENT * q:
             q = -(-(suffix_deficit - tail) // BUFFER_ALIGNMENT)
         arena = r + BUFFER_ALIGNMENT * q
         if best is None or arena < best:
             best = arena
     return best
+
+
+_PREFIXES: dict[tuple, list[tuple[int, int, int]]] = {}
+
+
+def _prefix_residues(first: int, prefix: tuple) -> list[tuple[int, int, int]]:
+    """Per residue ``r`` of the arena size mod 16: (r, the least ``q`` the bounds up to
+    the first 16-aligned allocation need, the tail after it for ``q = 0``). Memoised: that
+    prefix (interpreter structs, parsed options) repeats across graphs of a space."""
+    key = (first, prefix)
+    hit = _PREFIXES.get(key)
+    if hit is None:
+        hit = []
+        for r in range(BUFFER_ALIGNMENT):
+            tail = r
+            q = max(0, -(-(first - r) // BUFFER_ALIGNMENT))
+            for size, align, at_least, until_next in prefix:
+                tail = (tail - size) // align * align
+                bound = at_least if at_least > until_next else until_next
+                if bound - tail > BUFFER_ALIGNMENT * q:
+                    q = -(-(bound - tail) // BUFFER_ALIGNMENT)
+            hit.append((r, q, tail))
+        if len(_PREFIXES) < 1 << 14:
+            _PREFIXES[key] = hit
+    return hit
 
 
 def _smallest_arena_by_search(steps: list[_Step]) -> int:

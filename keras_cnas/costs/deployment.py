@@ -501,38 +501,55 @@ def packed_model(graph: ModelView) -> PackedModel:
     empty sentinel), and the two metadata buffers come last.
     """
     sg = graph.main
-    order = [sg.inputs[0]]
-    constants = [t for t in sg.tensors if t.is_constant]
-    order += [t.index for t in reversed(constants) if not t.num_scales and t.dtype == "INT32"]
-    order += [t.index for t in reversed(constants) if t.num_scales or t.dtype != "INT32"]
-    order += [t.index for t in sg.tensors if not t.is_constant and t.index != sg.inputs[0]]
-    tensors, buffers = [], [None]
-    for k, i in enumerate(order):
-        t = sg.tensors[i]
-        depthwise_weights = t.is_constant and len(t.shape) == 4 and t.shape[0] == 1
-        tensors.append(PackedTensor(len(t.name.encode()), len(t.shape), _TYPE_CODES[t.dtype], k + 1,
-                                    not t.is_constant, t.num_scales,
-                                    3 if depthwise_weights and t.num_scales > 1 else 0))
-        buffers.append(t.nbytes if t.is_constant else None)
+    tensors = sg.tensors
+    first = sg.inputs[0]
+    constants = [t for t in reversed(tensors) if t.is_constant]
+    order = [tensors[first]]
+    order += [t for t in constants if not t.num_scales and t.dtype == "INT32"]
+    order += [t for t in constants if t.num_scales or t.dtype != "INT32"]
+    order += [t for t in tensors if not t.is_constant and t.index != first]
+    packed = [_packed_tensor(t) for t in order]
+    buffers = [None]
+    buffers += [t.nbytes if t.is_constant else None for t in order]
     opcodes: dict[str, int] = {}
     codes, operators = [], []
     for op in sg.operators:
-        if op.opcode not in opcodes:
-            opcodes[op.opcode] = len(codes)
+        index = opcodes.get(op.opcode)
+        if index is None:
+            index = opcodes[op.opcode] = len(codes)
             codes.append((op.version, op.builtin_code))
-        elif op.version > codes[opcodes[op.opcode]][0]:  # one code per builtin, its highest
-            codes[opcodes[op.opcode]] = (op.version, op.builtin_code)
-        options = _OPTIONS.get(op.opcode)
-        kind, fields, num_fields = options(op) if options else (0, None, 0)
-        operators.append(PackedOperator(opcodes[op.opcode], len(op.inputs), len(op.outputs),
-                                        kind, fields, num_fields))
+        elif op.version > codes[index][0]:  # one code per builtin, at its highest version
+            codes[index] = (op.version, op.builtin_code)
+        operators.append(_packed_operator(op, index))
     metadata = []
     for name, nbytes in _METADATA:
         metadata.append((len(name), len(buffers)))
         buffers.append(nbytes)
-    return PackedModel(codes, tensors, operators, len(sg.inputs), len(sg.outputs), buffers,
-                       metadata, [(len(sg.tensors[sg.inputs[0]].name) - len("serving_default_:0"), 0)],
-                       [(len(graph.output_name), len(order) - 1)])
+    input_name = len(tensors[first].name) - len("serving_default_:0")
+    return PackedModel(codes, packed, operators, len(sg.inputs), len(sg.outputs), buffers,
+                       metadata, [(input_name, 0)], [(len(graph.output_name), len(order) - 1)])
+
+
+def _packed_tensor(t: Tensor, _cache: dict = {}) -> PackedTensor:  # noqa: B006 (a memo)
+    # Memoised: specs share most tensors' packed form (names, shapes, quantization).
+    key = t[1:5] + t[6:7]  # name, dtype, shape, is_constant, num_scales
+    hit = _cache.get(key)
+    if hit is None:
+        shape = t.shape
+        depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
+        hit = PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
+                           not t.is_constant, t.num_scales,
+                           3 if depthwise_weights and t.num_scales > 1 else 0)
+        if len(_cache) < 1 << 16:
+            _cache[key] = hit
+    return hit
+
+
+def _packed_operator(op: Operator, opcode_index: int) -> PackedOperator:
+    options = _OPTIONS.get(op.opcode)
+    kind, fields, num_fields = options(op) if options else (0, None, 0)
+    return PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
+                          num_fields)
 
 
 def converted_bytes(graph: ModelView) -> int:

@@ -502,11 +502,12 @@ _PREPARED: dict[tuple, tuple[_Step, list[int]]] = {}
 
 def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[_Step, list[int]]:
     """A kernel's Prepare as one condensed step, and its scratch requests, memoised by
-    what they depend on: the opcode and the type, shape and quantization of every
-    operand (derived graphs have no omitted inputs)."""
+    what they depend on: the opcode, the type and quantization of every operand and the
+    sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
     tensors = sg.tensors
-    key = (op.opcode, *[tensors[k][2:8] for k in op.inputs],
-           *[tensors[k][2:8] for k in op.outputs])
+    key = (op.opcode, _prepare_sizes(sg, op),
+           *[(t[2], t[6], t[7]) for k in op.inputs for t in (tensors[k],)],
+           *[(t[2], t[6], t[7]) for k in op.outputs for t in (tensors[k],)])
     hit = _PREPARED.get(key)
     if hit is None:
         trace, scratch = _Trace(), []
@@ -515,6 +516,21 @@ def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[_Step, list[int]]:
         if len(_PREPARED) < 1 << 16:
             _PREPARED[key] = hit
     return hit
+
+
+def _prepare_sizes(sg: Subgraph, op: Operator) -> tuple[int, ...]:
+    """The operand sizes a kernel's Prepare allocates by (see the ``_KERNELS`` prepares):
+    a convolution's output channels (per-channel arrays), MEAN's output elements, input
+    rank and axes (scratch buffers); nothing for the others."""
+    opcode = op.opcode
+    if opcode == "CONV_2D":
+        return (sg.tensors[op.inputs[1]].shape[0],)
+    if opcode == "DEPTHWISE_CONV_2D":
+        return (sg.tensors[op.inputs[1]].shape[3],)
+    if opcode == "MEAN":
+        data, axis = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]]
+        return (sg.tensors[op.outputs[0]].num_elements, len(data.shape), axis.num_elements)
+    return ()
 
 
 def _condensed(steps: list[_Step]) -> _Step:
@@ -663,7 +679,7 @@ def _smallest_arena(steps: list[_Step]) -> int:
         if suffix_deficit is None or deficit > suffix_deficit:
             suffix_deficit = deficit
     best = None
-    for r, q, tail in _prefix_residues(first, tuple(map(tuple, persists[:split + 1]))):
+    for r, q, tail in _prefix_residues(first, persists[:split + 1]):
         if suffix_deficit is not None and suffix_deficit - tail > BUFFER_ALIGNMENT * q:
             q = -(-(suffix_deficit - tail) // BUFFER_ALIGNMENT)
         arena = r + BUFFER_ALIGNMENT * q
@@ -672,29 +688,45 @@ def _smallest_arena(steps: list[_Step]) -> int:
     return best
 
 
-_PREFIXES: dict[tuple, list[tuple[int, int, int]]] = {}
-
-
-def _prefix_residues(first: int, prefix: tuple) -> list[tuple[int, int, int]]:
+def _prefix_residues(first: int, prefix: list) -> list[tuple[int, int, int]]:
     """Per residue ``r`` of the arena size mod 16: (r, the least ``q`` the bounds up to
-    the first 16-aligned allocation need, the tail after it for ``q = 0``). Memoised: that
-    prefix (interpreter structs, parsed options) repeats across graphs of a space."""
-    key = (first, prefix)
-    hit = _PREFIXES.get(key)
-    if hit is None:
-        hit = []
-        for r in range(BUFFER_ALIGNMENT):
-            tail = r
+    the first 16-aligned allocation need, the tail after it for ``q = 0``).
+
+    Residues whose tails coincide after an allocation share everything after it (an
+    8-aligned allocation merges 8 residues into one), so they are followed as one group:
+    each keeps the largest deficit (bound - tail) it met before the merge, the group the
+    largest one since.
+    """
+    # groups: tail -> [(r, deficit before joining), largest deficit since]
+    groups: dict[int, list] = {r: [[(r, None)], None] for r in range(BUFFER_ALIGNMENT)}
+    for size, align, at_least, until_next in prefix:
+        bound = at_least if at_least > until_next else until_next
+        merged: dict[int, list] = {}
+        for tail, (members, since) in groups.items():
+            tail = (tail - size) // align * align
+            deficit = bound - tail
+            since = deficit if since is None or deficit > since else since
+            other = merged.get(tail)
+            if other is None:
+                merged[tail] = [members, since]
+            else:  # the same tail from now on: fold each side's past into its members
+                other[0] = _fold(other[0], other[1]) + _fold(members, since)
+                other[1] = None
+        groups = merged
+    out = []
+    for tail, (members, since) in groups.items():
+        for r, deficit in _fold(members, since):
             q = max(0, -(-(first - r) // BUFFER_ALIGNMENT))
-            for size, align, at_least, until_next in prefix:
-                tail = (tail - size) // align * align
-                bound = at_least if at_least > until_next else until_next
-                if bound - tail > BUFFER_ALIGNMENT * q:
-                    q = -(-(bound - tail) // BUFFER_ALIGNMENT)
-            hit.append((r, q, tail))
-        if len(_PREFIXES) < 1 << 14:
-            _PREFIXES[key] = hit
-    return hit
+            if deficit is not None and deficit > BUFFER_ALIGNMENT * q:
+                q = -(-deficit // BUFFER_ALIGNMENT)
+            out.append((r, q, tail))
+    return out
+
+
+def _fold(members: list, since: int | None) -> list:
+    if since is None:
+        return members
+    return [(r, since if d is None or since > d else d) for r, d in members]
 
 
 def _smallest_arena_by_search(steps: list[_Step]) -> int:

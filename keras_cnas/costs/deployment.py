@@ -96,6 +96,8 @@ class ExportTarget:
 # --------------------------------------------------------------------------------------
 # The graph, op by op.
 
+_new = tuple.__new__
+
 #: TFLite's fused activation codes (``ActivationFunctionType``).
 _NO_ACTIVATION, _RELU, _RELU6 = 0, 1, 3
 RELU, RELU6 = _RELU, _RELU6
@@ -127,6 +129,9 @@ class GraphBuilder:
         self.tensors: list[Tensor] = []
         self.operators: list[Operator] = []
         self._used: dict[str, int] = {}  # name -> times given (the converter's uniquing)
+        self._dtype = "INT8" if self.int8 else "FLOAT32"
+        self._bias_dtype = "INT32" if self.int8 else "FLOAT32"
+        self._one_scale = 1 if self.int8 else 0
         io_quantized = target.int8_io
         self.input = self._tensor((1, *input_shape), "INT8" if io_quantized else "FLOAT32",
                                   False, 1 if io_quantized else 0, f"serving_default_{input_name}:0")
@@ -157,21 +162,25 @@ class GraphBuilder:
     def _tensor(self, shape: tuple[int, ...], dtype: str, constant: bool, scales: int,
                 name: str = "") -> int:
         index = len(self.tensors)
-        self.tensors.append(Tensor(index, self.unique(name), dtype, tuple(shape), constant, False,
-                                   scales, scales))
+        if name:
+            if name in self._used:
+                name = self.unique(name)
+            else:
+                self._used[name] = 0
+        # tuple.__new__: a named tuple without its Python-level __new__ (thousands a second).
+        self.tensors.append(_new(Tensor, (index, name, dtype, shape, constant, False, scales,
+                                          scales, 0.0, 0)))
         return index
 
     def _activation(self, shape: tuple[int, ...], name: str = "") -> int:
-        return self._tensor(shape, "INT8" if self.int8 else "FLOAT32", False,
-                            1 if self.int8 else 0, name)
+        return self._tensor(shape, self._dtype, False, self._one_scale, name)
 
     def _weights(self, shape: tuple[int, ...], channels: int, name: str = "") -> int:
-        return self._tensor(shape, "INT8" if self.int8 else "FLOAT32", True,
-                            channels if self.int8 else 0, name)
+        return self._tensor(shape, self._dtype, True, channels if self.int8 else 0, name)
 
     def _bias(self, channels: int, name: str = "") -> int:
-        return self._tensor((channels,), "INT32" if self.int8 else "FLOAT32", True,
-                            channels if self.int8 else 0, name)
+        return self._tensor((channels,), self._bias_dtype, True, channels if self.int8 else 0,
+                            name)
 
     def _int32_constant(self, n: int, name: str = "") -> int:
         return self._tensor((n,), "INT32", True, 0, name)
@@ -181,8 +190,8 @@ class GraphBuilder:
         code, int8_version, float_version = _OPCODES[opcode]
         if version is None:
             version = int8_version if self.int8 else float_version
-        self.operators.append(Operator(len(self.operators), opcode, code, version, tuple(inputs),
-                                       (output,), (), False, options))
+        self.operators.append(_new(Operator, (len(self.operators), opcode, code, version,
+                                              tuple(inputs), (output,), (), False, options)))
         return output
 
     def shape(self, index: int) -> tuple[int, ...]:
@@ -508,9 +517,11 @@ def packed_model(graph: ModelView) -> PackedModel:
     order += [t for t in constants if not t.num_scales and t.dtype == "INT32"]
     order += [t for t in constants if t.num_scales or t.dtype != "INT32"]
     order += [t for t in tensors if not t.is_constant and t.index != first]
-    packed = [_packed_tensor(t) for t in order]
-    buffers = [None]
-    buffers += [t.nbytes if t.is_constant else None for t in order]
+    packed, buffers = [], [None]
+    for t in order:
+        tensor, nbytes = _packed_tensor(t)
+        packed.append(tensor)
+        buffers.append(nbytes)
     opcodes: dict[str, int] = {}
     codes, operators = [], []
     for op in sg.operators:
@@ -530,26 +541,35 @@ def packed_model(graph: ModelView) -> PackedModel:
                        metadata, [(input_name, 0)], [(len(graph.output_name), len(order) - 1)])
 
 
-def _packed_tensor(t: Tensor, _cache: dict = {}) -> PackedTensor:  # noqa: B006 (a memo)
-    # Memoised: specs share most tensors' packed form (names, shapes, quantization).
+def _packed_tensor(t: Tensor, _cache: dict = {}) -> tuple[PackedTensor, int | None]:  # noqa: B006
+    """Its packed form and its buffer's data bytes (None: no data), memoised: specs share
+    most tensors (names, shapes, quantization)."""
     key = t[1:5] + t[6:7]  # name, dtype, shape, is_constant, num_scales
     hit = _cache.get(key)
     if hit is None:
         shape = t.shape
         depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
-        hit = PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
-                           not t.is_constant, t.num_scales,
-                           3 if depthwise_weights and t.num_scales > 1 else 0)
+        hit = (PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
+                            not t.is_constant, t.num_scales,
+                            3 if depthwise_weights and t.num_scales > 1 else 0),
+               t.nbytes if t.is_constant else None)
         if len(_cache) < 1 << 16:
             _cache[key] = hit
     return hit
 
 
-def _packed_operator(op: Operator, opcode_index: int) -> PackedOperator:
-    options = _OPTIONS.get(op.opcode)
-    kind, fields, num_fields = options(op) if options else (0, None, 0)
-    return PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
-                          num_fields)
+def _packed_operator(op: Operator, opcode_index: int,
+                     _cache: dict = {}) -> PackedOperator:  # noqa: B006 (a memo)
+    key = (op.opcode, opcode_index != 0, len(op.inputs), *op.options.values())
+    hit = _cache.get(key)
+    if hit is None:
+        options = _OPTIONS.get(op.opcode)
+        kind, fields, num_fields = options(op) if options else (0, None, 0)
+        hit = PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
+                             num_fields)
+        if len(_cache) < 1 << 12:
+            _cache[key] = hit
+    return hit
 
 
 def converted_bytes(graph: ModelView) -> int:

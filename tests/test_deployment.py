@@ -13,7 +13,8 @@ from conftest import REPO, assert_deployment_costs_exact
 import keras_cnas as cnas
 from keras_cnas.costs import ExportTarget, Pricer, deployment_costs
 from keras_cnas.costs import arena as replay
-from keras_cnas.costs.deployment import converted_bytes, flatbuffer_bytes, tflite_graph
+from keras_cnas.costs.deployment import converted_bytes, flatbuffer_bytes, packed_model, tflite_graph
+from keras_cnas.costs.flatbuffer_size import packed_model_bytes
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, ResNetSpec, Skeleton, Stage
 from keras_cnas.strategies import MonteCarlo, RandomSearch
@@ -80,9 +81,22 @@ def test_solved_arena_equals_the_binary_search_over_the_replay():
         for _ in range(40):
             spec = space.sample(rng)
             for target in TARGETS:
-                steps = replay._trace(tflite_graph(spec, target))[0]
+                graph = tflite_graph(spec, target)
+                steps = replay._trace(graph)[0]
                 assert replay._smallest_arena(steps) == replay._smallest_arena_by_search(steps)
                 assert replay._replay(steps, replay._smallest_arena(steps))[0] is None
+                # The pricing path (memoised, condensed Prepare steps) agrees.
+                assert replay.replay_arena_bytes(graph, checked=True) == replay._smallest_arena(steps)
+
+
+def test_memoised_flatbuffer_sizing_equals_packing_step_by_step():
+    rng = np.random.default_rng(1)
+    specs = [space.sample(rng) for space in (*SPACES.values(), *SLOW_SPACES.values())
+             for _ in range(25)] + [random_resnet(rng) for _ in range(25)]
+    for spec in specs:
+        for target in TARGETS:
+            model = packed_model(tflite_graph(spec, target))
+            assert packed_model_bytes(model) == packed_model_bytes(model, memoised=False)
 
 
 def test_the_graph_is_the_converters():

@@ -21,8 +21,12 @@ Neither cost depends on trained weights, so both are priced from the spec alone:
 2. :func:`~keras_cnas.costs.arena.replay_arena` replays TFLite Micro's allocator on that
    graph: ``arena_bytes`` equals ``micro_arena_bytes`` of the converted model, byte for byte.
 
-3. :func:`flatbuffer_bytes` sizes the flatbuffer from the same graph; see its docstring
-   for what is exact and what is bounded.
+3. :func:`converted_bytes` sizes the flatbuffer from the same graph, exactly: the graph
+   carries the tensor names TensorFlow gives our builders' layers, the operator versions
+   and options, and :mod:`keras_cnas.costs.flatbuffer_size` replays the converter's final
+   ``ModelT.Pack`` (``tflite_bytes`` equals ``len(flatbuffer)``). For a user's Keras model
+   (``compression.model_costs``), whose names are not derived, :func:`flatbuffer_bytes`
+   is an upper bound instead.
 
 Trained weights matter in one degenerate case only: a dense layer whose bias is exactly
 zero (an untrained one) loses its bias tensor in conversion. Specs are priced as trained
@@ -440,7 +444,7 @@ def deployment_costs(spec, target: ExportTarget = ExportTarget()) -> dict[str, i
     """``arena_bytes`` and ``tflite_bytes`` of ``spec`` exported for ``target``.
 
     ``arena_bytes`` equals ``keras_cnas.export.micro_arena_bytes`` of the converted model;
-    ``tflite_bytes`` is :func:`flatbuffer_bytes` of the same graph.
+    ``tflite_bytes`` is :func:`converted_bytes` of the same graph: ``len(flatbuffer)``.
     """
     graph = tflite_graph(spec, target)
     return {"arena_bytes": replay_arena_bytes(graph, checked=True),
@@ -601,7 +605,9 @@ _BUFFER_BYTES = 12         # Buffer table (an empty one for each non-constant te
 _OPERATOR_BYTES = 48       # Operator table + its builtin options table
 _OPCODE_BYTES = 28         # OperatorCode table
 def flatbuffer_bytes(graph: ModelView, name_bytes: int = 160) -> int:
-    """An upper bound on the size of the converted ``.tflite`` flatbuffer.
+    """An upper bound on the size of the converted ``.tflite`` flatbuffer, for graphs
+    whose tensor names are unknown (a user's Keras model, ``compression.model_costs``);
+    a spec's graph is sized exactly by :func:`converted_bytes`.
 
     Exact: every constant buffer (weights, int32 / float32 biases, shape and axes
     operands), each 16-byte aligned with its length prefix, and the per-channel

@@ -450,29 +450,27 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
     tr.persist((_EVAL_TENSOR[0] * len(sg.tensors), _EVAL_TENSOR[1]), "TfLiteEvalTensor array")
     tr.persist((_NODE_AND_REGISTRATION[0] * len(ops), _NODE_AND_REGISTRATION[1]),
                "NodeAndRegistration array")
-    # PrepareNodeAndRegistrationDataFromFlatbuffer: parsed builtin options.
-    for op in ops:
-        kernel = _KERNELS[op.opcode]
-        if kernel.builtin_data is not None:
-            tr.persist(kernel.builtin_data, ("op", op.index, op.opcode, "builtin options"))
-    # InitSubgraphs.
-    for op in ops:
-        kernel = _KERNELS[op.opcode]
-        if kernel.init_bytes is not None:
-            tr.persist((kernel.init_bytes, BUFFER_ALIGNMENT), ("op", op.index, op.opcode, "init data"))
-    # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
     scratch: list[tuple[int, int]] = []
-    for op in ops:
-        if checked:  # a derived graph: what Prepare allocates, memoised and condensed
-            segment, requests = _prepare_segment(sg, op)
-            tr.steps.append(segment)
-            for nbytes in requests:
-                scratch.append((nbytes, op.index))
-        else:
+    if checked:  # a derived graph: the same steps from memoised parts, without diagnostics
+        _derived_op_steps(tr.steps, sg, scratch)
+    else:
+        # PrepareNodeAndRegistrationDataFromFlatbuffer: parsed builtin options.
+        for op in ops:
+            kernel = _KERNELS[op.opcode]
+            if kernel.builtin_data is not None:
+                tr.persist(kernel.builtin_data, ("op", op.index, op.opcode, "builtin options"))
+        # InitSubgraphs.
+        for op in ops:
+            kernel = _KERNELS[op.opcode]
+            if kernel.init_bytes is not None:
+                tr.persist((kernel.init_bytes, BUFFER_ALIGNMENT),
+                           ("op", op.index, op.opcode, "init data"))
+        # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
+        for op in ops:
             _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
-        tr.reset_temp((op.index, op.opcode, "reset temporaries"))
-        tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
-                  _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
+            tr.reset_temp((op.index, op.opcode, "reset temporaries"))
+            tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
+                      _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
     # FinishModelAllocation: scratch handles, then CommitStaticMemoryPlan.
     if scratch:
         tr.persist((_SCRATCH_HANDLE[0] * len(scratch), _SCRATCH_HANDLE[1]), "scratch buffer handles")
@@ -495,6 +493,36 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
                 tr.persist(_AFFINE_QUANTIZATION, f"{kind} quantization params")
                 tr.persist(_int_array(t.num_scales), f"{kind} zero points")
     return tr.steps, plan_bytes, len(buffers)
+
+
+#: Per opcode: the builtin-options and Init-data steps (the checked path names no operator).
+_OPTION_STEPS = {name: (_PERSIST, *k.builtin_data, "builtin options", 0)
+                 for name, k in _KERNELS.items() if k.builtin_data is not None}
+_INIT_STEPS = {name: (_PERSIST, k.init_bytes, BUFFER_ALIGNMENT, "init data", 0)
+               for name, k in _KERNELS.items() if k.init_bytes is not None}
+_RESET_STEP = (_RESET_TEMP, 0, 1, "reset temporaries", 0)
+
+
+def _derived_op_steps(steps: list[_Step], sg: Subgraph, scratch: list[tuple[int, int]]) -> None:
+    """The operators' part of the trace (parsed options, Init, Prepare + reset + scratch
+    request room) for a derived graph: equal steps, memoised Prepares (tested)."""
+    ops = sg.operators
+    for op in ops:
+        step = _OPTION_STEPS.get(op.opcode)
+        if step is not None:
+            steps.append(step)
+    for op in ops:
+        step = _INIT_STEPS.get(op.opcode)
+        if step is not None:
+            steps.append(step)
+    for op in ops:
+        segment, requests = _prepare_segment(sg, op)
+        steps.append(segment)
+        for nbytes in requests:
+            scratch.append((nbytes, op.index))
+        steps.append(_RESET_STEP)
+        steps.append((_RESIZE, _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
+                      _SCRATCH_REQUEST[1], "scratch requests", 0))
 
 
 _PREPARED: dict[tuple, tuple[_Step, list[int]]] = {}

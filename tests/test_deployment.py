@@ -1,6 +1,6 @@
 """Deployment costs priced from the spec: ``arena_bytes`` equals TFLite Micro's measured arena
-of the converted model byte for byte, ``tflite_bytes`` bounds the flatbuffer from above; the
-pricer; and a search that prices arena and flash bounds before training."""
+of the converted model byte for byte, ``tflite_bytes`` the flatbuffer's length; the pricer; and
+a search that prices arena and flash bounds before training."""
 
 import json
 import subprocess
@@ -13,7 +13,8 @@ from conftest import REPO, assert_deployment_costs_exact
 import keras_cnas as cnas
 from keras_cnas.costs import ExportTarget, Pricer, deployment_costs
 from keras_cnas.costs import arena as replay
-from keras_cnas.costs.deployment import flatbuffer_bytes, tflite_graph
+from keras_cnas.costs.deployment import converted_bytes, flatbuffer_bytes, packed_model, tflite_graph
+from keras_cnas.costs.flatbuffer_size import packed_model_bytes
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, ResNetSpec, Skeleton, Stage
 from keras_cnas.strategies import MonteCarlo, RandomSearch
@@ -50,21 +51,18 @@ def random_resnet(rng: np.random.Generator) -> ResNetSpec:
     return ResNetSpec((8, 8, 3), 10, widths, blocks, mids)
 
 
-def _check_space(space: str, count: int, seed: int, spaces=SPACES) -> list[float]:
+def _check_space(space: str, count: int, seed: int, spaces=SPACES) -> None:
     rng = np.random.default_rng(seed)
-    excess = []
     for i in range(count):
         target = TARGETS[i % len(TARGETS)]
         spec = random_resnet(rng) if space == "resnet" else spaces[space].sample(rng)
-        priced, measured = assert_deployment_costs_exact(spec, target, seed=seed + i)
-        excess.append(priced["tflite_bytes"] / measured["tflite_bytes"] - 1)
-    return excess
+        assert_deployment_costs_exact(spec, target, seed=seed + i)
 
 
 # Default suite: 30 specs in all (12 descriptors, 12 genotypes, 6 ResNets; each target
 # alike), ~1 s of conversion each. The slow suite converts 200 per space.
 @pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6)])
-def test_priced_arena_equals_tflite_micro_and_flash_is_a_bound(space, count):
+def test_priced_arena_equals_tflite_micro_and_flash_equals_the_file(space, count):
     _check_space(space, count, seed=0)
 
 
@@ -83,9 +81,22 @@ def test_solved_arena_equals_the_binary_search_over_the_replay():
         for _ in range(40):
             spec = space.sample(rng)
             for target in TARGETS:
-                steps = replay._trace(tflite_graph(spec, target))[0]
+                graph = tflite_graph(spec, target)
+                steps = replay._trace(graph)[0]
                 assert replay._smallest_arena(steps) == replay._smallest_arena_by_search(steps)
                 assert replay._replay(steps, replay._smallest_arena(steps))[0] is None
+                # The pricing path (memoised, condensed Prepare steps) agrees.
+                assert replay.replay_arena_bytes(graph, checked=True) == replay._smallest_arena(steps)
+
+
+def test_memoised_flatbuffer_sizing_equals_packing_step_by_step():
+    rng = np.random.default_rng(1)
+    specs = [space.sample(rng) for space in (*SPACES.values(), *SLOW_SPACES.values())
+             for _ in range(25)] + [random_resnet(rng) for _ in range(25)]
+    for spec in specs:
+        for target in TARGETS:
+            model = packed_model(tflite_graph(spec, target))
+            assert packed_model_bytes(model) == packed_model_bytes(model, memoised=False)
 
 
 def test_the_graph_is_the_converters():
@@ -101,13 +112,15 @@ def test_the_graph_is_the_converters():
     assert sorted(scales) == [0, 8, 8, 10, 10, 32, 32]  # per-channel vectors; the shape operand
 
 
-def test_flash_bound_counts_the_weights_exactly():
+def test_flash_counts_weights_and_quantization_vectors():
     small = cnas.spaces.Descriptor((8, 8, 1), 10, [cnas.spaces.ConvLayer(4)])
     wide = cnas.spaces.Descriptor((8, 8, 1), 10, [cnas.spaces.ConvLayer(8)])
-    # 4 more filters: 4 * 9 int8 weights -> +36 conv bytes (16-aligned: 48), and the
-    # classifier reads 256 more inputs: +2560 int8 weights.
-    a, b = (flatbuffer_bytes(tflite_graph(s)) for s in (small, wide))
-    assert b - a > 2560 + 36
+    # 4 more filters: 4 * 9 int8 weights, 4 int32 biases, 2 x 4 per-channel scales and
+    # int64 zero points; the classifier reads 256 more inputs: +2560 int8 weights.
+    a, b = (converted_bytes(tflite_graph(s)) for s in (small, wide))
+    assert b - a >= 2560 + 36 + 16 + 2 * 4 * (4 + 8)
+    # A user's model (names unknown) is bounded from above.
+    assert flatbuffer_bytes(tflite_graph(small)) > a
 
 
 def test_unmodelled_spaces_and_targets_are_named():
@@ -185,7 +198,7 @@ def test_arena_and_flash_bounds_are_priced_before_training(digits, tmp_path):
     assert summary["rejected_proposals"] > 0
     for trial in result.trials:
         assert trial.costs["arena_bytes"] == trial.costs["arena_bytes_priced"] <= arena
-        assert trial.costs["tflite_bytes"] <= trial.costs["tflite_bytes_priced"] <= flash
+        assert trial.costs["tflite_bytes"] == trial.costs["tflite_bytes_priced"] <= flash
         assert "arena_bytes_error" not in trial.costs and "tflite_bytes_error" not in trial.costs
 
 
@@ -288,6 +301,6 @@ def test_a_measured_arena_that_differs_from_its_price_is_recorded():
                                   {"arena_bytes": 4112, "tflite_bytes": 8800, "train_seconds": 1.0})
     assert costs["arena_bytes"] == 4112 and costs["arena_bytes_priced"] == 4096
     assert costs["arena_bytes_error"] == 16
-    assert costs["tflite_bytes_priced"] == 9000 and "tflite_bytes_error" not in costs  # a bound
+    assert costs["tflite_bytes_priced"] == 9000 and costs["tflite_bytes_error"] == -200
     exact = _with_estimate_errors({"arena_bytes": 4096}, {"arena_bytes": 4096})
     assert "arena_bytes_error" not in exact

@@ -231,6 +231,35 @@ def test_export_model_writes_tflite_labels_c_array_and_report(trained, digits, t
     assert saved["tflite_bytes"] == report["tflite_bytes"] and saved["micro"] is True
 
 
+def test_the_shipped_artifact_is_the_checked_one_and_costs_what_the_search_priced(trained, digits,
+                                                                                 tmp_path):
+    import hashlib
+    import re
+
+    from keras_cnas.costs import ExportTarget, deployment_costs
+
+    best = tmp_path / "best"  # as a search saves its best: model.keras + spec.json
+    best.mkdir()
+    trained.save(best / "model.keras")
+    (best / "spec.json").write_text(SPEC.to_json())
+    budget = cnas.Constraints(max_arena_bytes=10**6, max_tflite_bytes=10**6)
+    report = export_model(best, best, "int8", digits, micro=True, constraints=budget, int8_io=True,
+                          latency_runs=5)
+    shipped = (best / "model.tflite").read_bytes()
+    assert hashlib.sha256(shipped).hexdigest() == report["sha256"]
+    assert json.loads((best / "export.json").read_text())["sha256"] == report["sha256"]
+    c_bytes = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})",
+                                                   (best / "model_data.cc").read_text()))
+    assert c_bytes == shipped  # the C array embeds the same bytes
+    # What was measured and re-checked is the shipped file, and equals the spec's price.
+    assert report["arena_bytes"] == micro_arena_bytes(shipped)
+    assert report["tflite_bytes"] == len(shipped)
+    priced = deployment_costs(SPEC, ExportTarget("int8", int8_io=True))
+    assert report["priced"] == priced == {"arena_bytes": report["arena_bytes"],
+                                          "tflite_bytes": report["tflite_bytes"]}
+    assert "priced_error" not in report
+
+
 def test_export_fails_loudly_naming_the_broken_bound_and_writes_nothing(trained, digits, tmp_path):
     out = tmp_path / "out"
     budget = cnas.Constraints(max_arena_bytes=1000, max_tflite_bytes=1e6)

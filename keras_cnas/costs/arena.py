@@ -126,6 +126,9 @@ class ArenaEstimate:
 # The allocation trace: a list of steps replayed against an arena of a given size.
 
 _PERSIST, _TEMP, _RESET_TEMP, _RESIZE, _PLANNER = "persist", "temp", "reset", "resize", "planner"
+#: One operator's whole Prepare, condensed for :func:`_smallest_arena` (see
+#: :func:`_condensed`); only the fast path of derived graphs records it.
+_PREPARE_SEGMENT = "prepare"
 
 
 # A step: (kind, size, align, what, slack). ``what`` names it for the report, as a string
@@ -447,23 +450,27 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
     tr.persist((_EVAL_TENSOR[0] * len(sg.tensors), _EVAL_TENSOR[1]), "TfLiteEvalTensor array")
     tr.persist((_NODE_AND_REGISTRATION[0] * len(ops), _NODE_AND_REGISTRATION[1]),
                "NodeAndRegistration array")
-    # PrepareNodeAndRegistrationDataFromFlatbuffer: parsed builtin options.
-    for op in ops:
-        kernel = _KERNELS[op.opcode]
-        if kernel.builtin_data is not None:
-            tr.persist(kernel.builtin_data, ("op", op.index, op.opcode, "builtin options"))
-    # InitSubgraphs.
-    for op in ops:
-        kernel = _KERNELS[op.opcode]
-        if kernel.init_bytes is not None:
-            tr.persist((kernel.init_bytes, BUFFER_ALIGNMENT), ("op", op.index, op.opcode, "init data"))
-    # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
     scratch: list[tuple[int, int]] = []
-    for op in ops:
-        _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
-        tr.reset_temp((op.index, op.opcode, "reset temporaries"))
-        tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
-                  _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
+    if checked:  # a derived graph: the same steps from memoised parts, without diagnostics
+        _derived_op_steps(tr.steps, sg, scratch)
+    else:
+        # PrepareNodeAndRegistrationDataFromFlatbuffer: parsed builtin options.
+        for op in ops:
+            kernel = _KERNELS[op.opcode]
+            if kernel.builtin_data is not None:
+                tr.persist(kernel.builtin_data, ("op", op.index, op.opcode, "builtin options"))
+        # InitSubgraphs.
+        for op in ops:
+            kernel = _KERNELS[op.opcode]
+            if kernel.init_bytes is not None:
+                tr.persist((kernel.init_bytes, BUFFER_ALIGNMENT),
+                           ("op", op.index, op.opcode, "init data"))
+        # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
+        for op in ops:
+            _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
+            tr.reset_temp((op.index, op.opcode, "reset temporaries"))
+            tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
+                      _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
     # FinishModelAllocation: scratch handles, then CommitStaticMemoryPlan.
     if scratch:
         tr.persist((_SCRATCH_HANDLE[0] * len(scratch), _SCRATCH_HANDLE[1]), "scratch buffer handles")
@@ -486,6 +493,95 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
                 tr.persist(_AFFINE_QUANTIZATION, f"{kind} quantization params")
                 tr.persist(_int_array(t.num_scales), f"{kind} zero points")
     return tr.steps, plan_bytes, len(buffers)
+
+
+#: Per opcode: the builtin-options and Init-data steps (the checked path names no operator).
+_OPTION_STEPS = {name: (_PERSIST, *k.builtin_data, "builtin options", 0)
+                 for name, k in _KERNELS.items() if k.builtin_data is not None}
+_INIT_STEPS = {name: (_PERSIST, k.init_bytes, BUFFER_ALIGNMENT, "init data", 0)
+               for name, k in _KERNELS.items() if k.init_bytes is not None}
+_RESET_STEP = (_RESET_TEMP, 0, 1, "reset temporaries", 0)
+
+
+def _derived_op_steps(steps: list[_Step], sg: Subgraph, scratch: list[tuple[int, int]]) -> None:
+    """The operators' part of the trace (parsed options, Init, Prepare + reset + scratch
+    request room) for a derived graph: equal steps, memoised Prepares (tested)."""
+    ops = sg.operators
+    for op in ops:
+        step = _OPTION_STEPS.get(op.opcode)
+        if step is not None:
+            steps.append(step)
+    for op in ops:
+        step = _INIT_STEPS.get(op.opcode)
+        if step is not None:
+            steps.append(step)
+    for op in ops:
+        segment, requests = _prepare_segment(sg, op)
+        steps.append(segment)
+        for nbytes in requests:
+            scratch.append((nbytes, op.index))
+        steps.append(_RESET_STEP)
+        steps.append((_RESIZE, _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
+                      _SCRATCH_REQUEST[1], "scratch requests", 0))
+
+
+_PREPARED: dict[tuple, tuple[_Step, list[int]]] = {}
+
+
+def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[_Step, list[int]]:
+    """A kernel's Prepare as one condensed step, and its scratch requests, memoised by
+    what they depend on: the opcode, the type and quantization of every operand and the
+    sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
+    tensors = sg.tensors
+    key = (op.opcode, _prepare_sizes(sg, op),
+           *[(t[2], t[6], t[7]) for k in op.inputs for t in (tensors[k],)],
+           *[(t[2], t[6], t[7]) for k in op.outputs for t in (tensors[k],)])
+    hit = _PREPARED.get(key)
+    if hit is None:
+        trace, scratch = _Trace(), []
+        _KERNELS[op.opcode].prepare(_Prepare(trace, sg, op, scratch))
+        hit = (_condensed(trace.steps), [nbytes for nbytes, _ in scratch])
+        if len(_PREPARED) < 1 << 16:
+            _PREPARED[key] = hit
+    return hit
+
+
+def _prepare_sizes(sg: Subgraph, op: Operator) -> tuple[int, ...]:
+    """The operand sizes a kernel's Prepare allocates by (see the ``_KERNELS`` prepares):
+    a convolution's output channels (per-channel arrays), MEAN's output elements, input
+    rank and axes (scratch buffers); nothing for the others."""
+    opcode = op.opcode
+    if opcode == "CONV_2D":
+        return (sg.tensors[op.inputs[1]].shape[0],)
+    if opcode == "DEPTHWISE_CONV_2D":
+        return (sg.tensors[op.inputs[1]].shape[3],)
+    if opcode == "MEAN":
+        data, axis = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]]
+        return (sg.tensors[op.outputs[0]].num_elements, len(data.shape), axis.num_elements)
+    return ()
+
+
+def _condensed(steps: list[_Step]) -> _Step:
+    """Temporaries and persistent allocations of one Prepare, as :func:`_smallest_arena`
+    needs them. Prepare starts with the temporaries at the head (every operator follows a
+    reset) and temporaries align to at most 8 while the head is 16-aligned, so their
+    offsets relative to the head are the same wherever the head is: the segment holds the
+    highest temporary end before the first persistent allocation and, per persistent
+    allocation, its (size, align), the lowest tail it must stay above and the highest
+    temporary end after it (relative to the head; -1: none)."""
+    temp = 0
+    before = -1
+    persists: list[list[int]] = []
+    for kind, size, align, _, slack in steps:
+        if kind == _TEMP:
+            temp = -(-temp // align) * align + size
+            if persists:
+                persists[-1][3] = max(persists[-1][3], temp)
+            else:
+                before = max(before, temp)
+        else:  # _PERSIST (Prepare records nothing else)
+            persists.append([size, align, max(0, temp - slack), -1])
+    return (_PREPARE_SEGMENT, before, tuple(tuple(p) for p in persists), None, 0)
 
 
 def _planned_buffers(sg: Subgraph, scratch: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -569,7 +665,15 @@ def _smallest_arena(steps: list[_Step]) -> int:
     head = temp = 0
     need = 0
     for kind, size, align, _, slack in steps:
-        if kind == _PERSIST:
+        if kind == _PREPARE_SEGMENT:  # size: the temporaries before, align: the allocations
+            if size >= 0 and head + size > need:
+                need = head + size
+            for p_size, p_align, at_least, after in align:
+                persists[-1][3] = need
+                persists.append([p_size, p_align, head + at_least, 0])
+                need = head + after if after >= 0 else 0
+            temp = head  # a reset follows
+        elif kind == _PERSIST:
             if persists:
                 persists[-1][3] = need
             else:
@@ -602,22 +706,55 @@ def _smallest_arena(steps: list[_Step]) -> int:
         deficit = (at_least if at_least > until_next else until_next) - tail
         if suffix_deficit is None or deficit > suffix_deficit:
             suffix_deficit = deficit
-    prefix = persists[:split + 1]
     best = None
-    for r in range(BUFFER_ALIGNMENT):
-        tail = r
-        q = max(0, -(-(first - r) // BUFFER_ALIGNMENT))
-        for size, align, at_least, until_next in prefix:
-            tail = (tail - size) // align * align
-            bound = at_least if at_least > until_next else until_next
-            if bound - tail > BUFFER_ALIGNMENT * q:
-                q = -(-(bound - tail) // BUFFER_ALIGNMENT)
+    for r, q, tail in _prefix_residues(first, persists[:split + 1]):
         if suffix_deficit is not None and suffix_deficit - tail > BUFFER_ALIGNMENT * q:
             q = -(-(suffix_deficit - tail) // BUFFER_ALIGNMENT)
         arena = r + BUFFER_ALIGNMENT * q
         if best is None or arena < best:
             best = arena
     return best
+
+
+def _prefix_residues(first: int, prefix: list) -> list[tuple[int, int, int]]:
+    """Per residue ``r`` of the arena size mod 16: (r, the least ``q`` the bounds up to
+    the first 16-aligned allocation need, the tail after it for ``q = 0``).
+
+    Residues whose tails coincide after an allocation share everything after it (an
+    8-aligned allocation merges 8 residues into one), so they are followed as one group:
+    each keeps the largest deficit (bound - tail) it met before the merge, the group the
+    largest one since.
+    """
+    # groups: tail -> [(r, deficit before joining), largest deficit since]
+    groups: dict[int, list] = {r: [[(r, None)], None] for r in range(BUFFER_ALIGNMENT)}
+    for size, align, at_least, until_next in prefix:
+        bound = at_least if at_least > until_next else until_next
+        merged: dict[int, list] = {}
+        for tail, (members, since) in groups.items():
+            tail = (tail - size) // align * align
+            deficit = bound - tail
+            since = deficit if since is None or deficit > since else since
+            other = merged.get(tail)
+            if other is None:
+                merged[tail] = [members, since]
+            else:  # the same tail from now on: fold each side's past into its members
+                other[0] = _fold(other[0], other[1]) + _fold(members, since)
+                other[1] = None
+        groups = merged
+    out = []
+    for tail, (members, since) in groups.items():
+        for r, deficit in _fold(members, since):
+            q = max(0, -(-(first - r) // BUFFER_ALIGNMENT))
+            if deficit is not None and deficit > BUFFER_ALIGNMENT * q:
+                q = -(-deficit // BUFFER_ALIGNMENT)
+            out.append((r, q, tail))
+    return out
+
+
+def _fold(members: list, since: int | None) -> list:
+    if since is None:
+        return members
+    return [(r, since if d is None or since > d else d) for r, d in members]
 
 
 def _smallest_arena_by_search(steps: list[_Step]) -> int:

@@ -21,8 +21,12 @@ Neither cost depends on trained weights, so both are priced from the spec alone:
 2. :func:`~keras_cnas.costs.arena.replay_arena` replays TFLite Micro's allocator on that
    graph: ``arena_bytes`` equals ``micro_arena_bytes`` of the converted model, byte for byte.
 
-3. :func:`flatbuffer_bytes` sizes the flatbuffer from the same graph; see its docstring
-   for what is exact and what is bounded.
+3. :func:`converted_bytes` sizes the flatbuffer from the same graph, exactly: the graph
+   carries the tensor names TensorFlow gives our builders' layers, the operator versions
+   and options, and :mod:`keras_cnas.costs.flatbuffer_size` replays the converter's final
+   ``ModelT.Pack`` (``tflite_bytes`` equals ``len(flatbuffer)``). For a user's Keras model
+   (``compression.model_costs``), whose names are not derived, :func:`flatbuffer_bytes`
+   is an upper bound instead.
 
 Trained weights matter in one degenerate case only: a dense layer whose bias is exactly
 zero (an untrained one) loses its bias tensor in conversion. Specs are priced as trained
@@ -44,6 +48,12 @@ import dataclasses
 from typing import Callable
 
 from keras_cnas.costs.arena import replay_arena_bytes
+from keras_cnas.costs.flatbuffer_size import (
+    PackedModel,
+    PackedOperator,
+    PackedTensor,
+    packed_model_bytes,
+)
 from keras_cnas.costs.tflite_graph import ModelView, Operator, Subgraph, Tensor
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
@@ -90,9 +100,21 @@ class ExportTarget:
 # --------------------------------------------------------------------------------------
 # The graph, op by op.
 
+_new = tuple.__new__
+
 #: TFLite's fused activation codes (``ActivationFunctionType``).
 _NO_ACTIVATION, _RELU, _RELU6 = 0, 1, 3
 RELU, RELU6 = _RELU, _RELU6
+
+#: ``BuiltinOperator`` codes and the operator version the converter (TF 2.21) writes for an
+#: int8 and a float32 graph, read off converted models (grouped convolutions: version 6).
+_OPCODES = {
+    "ADD": (0, 2, 1), "CONV_2D": (3, 3, 1), "DEPTHWISE_CONV_2D": (4, 3, 1),
+    "DEQUANTIZE": (6, 2, 2), "FULLY_CONNECTED": (9, 4, 1), "MAX_POOL_2D": (17, 2, 1),
+    "AVERAGE_POOL_2D": (1, 2, 1), "RESHAPE": (22, 1, 1), "SOFTMAX": (25, 2, 1),
+    "MEAN": (40, 2, 1), "QUANTIZE": (114, 1, 1),
+}
+_GROUPED_CONV_VERSION = 6
 
 
 class GraphBuilder:
@@ -100,45 +122,80 @@ class GraphBuilder:
 
     Each method adds the converter's operator(s) for one Keras layer and returns the
     output tensor's index; shapes are ``(h, w, c)`` feature maps or ``(n,)`` vectors.
+    The ``name`` arguments are the tensor names the converter gives (TensorFlow's op
+    names, fused ones joined by ``;``); they only matter for :func:`converted_bytes`.
     """
 
-    def __init__(self, target: ExportTarget, input_shape: tuple[int, ...]):
+    def __init__(self, target: ExportTarget, input_shape: tuple[int, ...],
+                 input_name: str = "input"):
         self.target = target
         self.int8 = target.quantize == "int8"
         self.tensors: list[Tensor] = []
         self.operators: list[Operator] = []
+        self._used: dict[str, int] = {}  # name -> times given (the converter's uniquing)
+        self._dtype = "INT8" if self.int8 else "FLOAT32"
+        self._bias_dtype = "INT32" if self.int8 else "FLOAT32"
+        self._one_scale = 1 if self.int8 else 0
         io_quantized = target.int8_io
         self.input = self._tensor((1, *input_shape), "INT8" if io_quantized else "FLOAT32",
-                                  False, 1 if io_quantized else 0)
+                                  False, 1 if io_quantized else 0, f"serving_default_{input_name}:0")
         self.x = self.input
         if self.int8 and not io_quantized:
-            self.x = self._op("QUANTIZE", [self.input], self._activation((1, *input_shape)))
+            self.x = self._op("QUANTIZE", [self.input],
+                              self._activation((1, *input_shape), "tfl.quantize"))
 
     # --- tensors and ops -----------------------------------------------------------------
 
-    def _tensor(self, shape: tuple[int, ...], dtype: str, constant: bool, scales: int) -> int:
+    def unique(self, name: str) -> str:
+        """``name``, or ``name`` + the next free number if it was given before (as
+        TensorFlow's ``OpOrArgNameMapper`` dedups a fused op's outputs and constants)."""
+        if not name:
+            return name
+        count = self._used.get(name)
+        if count is None:
+            self._used[name] = 0
+            return name
+        while True:
+            count += 1
+            candidate = f"{name}{count}"
+            if candidate not in self._used:
+                self._used[name] = count
+                self._used[candidate] = 0
+                return candidate
+
+    def _tensor(self, shape: tuple[int, ...], dtype: str, constant: bool, scales: int,
+                name: str = "") -> int:
         index = len(self.tensors)
-        self.tensors.append(Tensor(index, "", dtype, tuple(shape), constant, False, scales,
-                                   scales))
+        if name:
+            if name in self._used:
+                name = self.unique(name)
+            else:
+                self._used[name] = 0
+        # tuple.__new__: a named tuple without its Python-level __new__ (thousands a second).
+        self.tensors.append(_new(Tensor, (index, name, dtype, shape, constant, False, scales,
+                                          scales, 0.0, 0)))
         return index
 
-    def _activation(self, shape: tuple[int, ...]) -> int:
-        return self._tensor(shape, "INT8" if self.int8 else "FLOAT32", False, 1 if self.int8 else 0)
+    def _activation(self, shape: tuple[int, ...], name: str = "") -> int:
+        return self._tensor(shape, self._dtype, False, self._one_scale, name)
 
-    def _weights(self, shape: tuple[int, ...], channels: int) -> int:
-        return self._tensor(shape, "INT8" if self.int8 else "FLOAT32", True,
-                            channels if self.int8 else 0)
+    def _weights(self, shape: tuple[int, ...], channels: int, name: str = "") -> int:
+        return self._tensor(shape, self._dtype, True, channels if self.int8 else 0, name)
 
-    def _bias(self, channels: int) -> int:
-        return self._tensor((channels,), "INT32" if self.int8 else "FLOAT32", True,
-                            channels if self.int8 else 0)
+    def _bias(self, channels: int, name: str = "") -> int:
+        return self._tensor((channels,), self._bias_dtype, True, channels if self.int8 else 0,
+                            name)
 
-    def _int32_constant(self, n: int) -> int:
-        return self._tensor((n,), "INT32", True, 0)
+    def _int32_constant(self, n: int, name: str = "") -> int:
+        return self._tensor((n,), "INT32", True, 0, name)
 
-    def _op(self, opcode: str, inputs: list[int], output: int, **options: int) -> int:
-        self.operators.append(Operator(len(self.operators), opcode, 0, 1, tuple(inputs),
-                                       (output,), (), False, options))
+    def _op(self, opcode: str, inputs: list[int], output: int, version: int | None = None,
+            **options: int) -> int:
+        code, int8_version, float_version = _OPCODES[opcode]
+        if version is None:
+            version = int8_version if self.int8 else float_version
+        self.operators.append(_new(Operator, (len(self.operators), opcode, code, version,
+                                              tuple(inputs), (output,), (), False, options)))
         return output
 
     def shape(self, index: int) -> tuple[int, ...]:
@@ -148,71 +205,98 @@ class GraphBuilder:
 
     def conv(self, x: int, filters: int, kernel: tuple[int, int], stride: int = 1,
              groups: int = 1, activation: int = _NO_ACTIVATION,
-             out_hw: tuple[int, int] | None = None) -> int:
+             out_hw: tuple[int, int] | None = None, *, valid: bool = False,
+             weights_name: str = "", bias_name: str = "") -> int:
         """Conv2D (+ BatchNorm, + ReLU): one CONV_2D with a (folded) bias; "same" padding
-        unless ``out_hw`` gives the output's height and width."""
+        unless ``out_hw`` gives the output's height and width, or ``valid`` marks a 1x1
+        convolution with Keras' default "valid" padding (the same shape; the converter
+        keeps the padding). Its output is named like its bias (deduplicated)."""
         h, w, c = self.shape(x)
-        weights = self._weights((filters, kernel[0], kernel[1], c // groups), filters)
-        bias = self._bias(filters)
+        weights = self._weights((filters, kernel[0], kernel[1], c // groups), filters,
+                                weights_name)
+        bias = self._bias(filters, bias_name)
         ho, wo = out_hw or (-(-h // stride), -(-w // stride))
-        out = self._activation((1, ho, wo, filters))
-        return self._op("CONV_2D", [x, weights, bias], out, stride=stride, activation=activation)
+        out = self._activation((1, ho, wo, filters), bias_name)
+        valid = valid or out_hw is not None
+        return self._op("CONV_2D", [x, weights, bias], out,
+                        _GROUPED_CONV_VERSION if groups > 1 else None, stride=stride,
+                        activation=activation, valid=int(valid))
 
     def depthwise(self, x: int, kernel: int | tuple[int, int], stride: int, activation: int,
-                  out_hw: tuple[int, int] | None = None) -> int:
+                  out_hw: tuple[int, int] | None = None, *, weights_name: str = "",
+                  bias_name: str = "") -> int:
         h, w, c = self.shape(x)
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-        weights = self._weights((1, kh, kw, c), c)
-        bias = self._bias(c)
+        weights = self._weights((1, kh, kw, c), c, weights_name)
+        bias = self._bias(c, bias_name)
         ho, wo = out_hw or (-(-h // stride), -(-w // stride))
-        out = self._activation((1, ho, wo, c))
+        out = self._activation((1, ho, wo, c), bias_name)
         return self._op("DEPTHWISE_CONV_2D", [x, weights, bias], out, stride=stride,
-                        activation=activation)
+                        activation=activation, valid=int(out_hw is not None))
 
     def pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int],
-             opcode: str = "MAX_POOL_2D", out_hw: tuple[int, int] | None = None) -> int:
+             opcode: str = "MAX_POOL_2D", out_hw: tuple[int, int] | None = None, *,
+             name: str = "") -> int:
         """MaxPool2D (or AveragePool2D), "valid" padding unless ``out_hw``; (y, x) pairs."""
         h, w, c = self.shape(x)
         ho, wo = out_hw or ((h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1)
-        return self._op(opcode, [x], self._activation((1, ho, wo, c)))
+        return self._op(opcode, [x], self._activation((1, ho, wo, c), name),
+                        valid=int(out_hw is None))
 
-    def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int]) -> int:
-        return self.pool(x, pool, stride)
+    def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int], *,
+                 name: str = "") -> int:
+        return self.pool(x, pool, stride, name=name)
 
-    def add(self, a: int, b: int, activation: int = _NO_ACTIVATION) -> int:
-        return self._op("ADD", [a, b], self._activation((1, *self.shape(a))), activation=activation)
+    def add(self, a: int, b: int, activation: int = _NO_ACTIVATION, *, name: str = "") -> int:
+        return self._op("ADD", [a, b], self._activation((1, *self.shape(a)), name),
+                        activation=activation)
 
-    def flatten(self, x: int) -> int:
+    def flatten(self, x: int, *, name: str = "", shape_name: str = "arith.constant") -> int:
         n = 1
         for d in self.shape(x):
             n *= d
-        return self._op("RESHAPE", [x, self._int32_constant(2)], self._activation((1, n)))
+        return self._op("RESHAPE", [x, self._int32_constant(2, shape_name)],
+                        self._activation((1, n), name))
 
-    def global_average_pool(self, x: int) -> int:
+    def global_average_pool(self, x: int, *, name: str = "") -> int:
         c = self.shape(x)[-1]
-        return self._op("MEAN", [x, self._int32_constant(2)], self._activation((1, c)))
+        axes = self._int32_constant(2, f"{name}/reduction_indices" if name else "")
+        return self._op("MEAN", [x, axes], self._activation((1, c), name))
 
-    def dense(self, x: int, units: int, activation: int = _NO_ACTIVATION) -> int:
+    def dense(self, x: int, units: int, activation: int = _NO_ACTIVATION, *,
+              weights_name: str = "", bias_name: str = "", name: str = "") -> int:
         (n_in,) = self.shape(x)
-        weights = self._weights((units, n_in), units)
-        bias = self._bias(units)
-        return self._op("FULLY_CONNECTED", [x, weights, bias], self._activation((1, units)),
+        weights = self._weights((units, n_in), units, weights_name)
+        bias = self._bias(units, bias_name)
+        return self._op("FULLY_CONNECTED", [x, weights, bias], self._activation((1, units), name),
                         activation=activation)
 
-    def softmax(self, x: int) -> int:
-        return self._op("SOFTMAX", [x], self._activation((1, *self.shape(x))))
+    def softmax(self, x: int, *, name: str = "") -> int:
+        return self._op("SOFTMAX", [x], self._activation((1, *self.shape(x)), name))
 
-    def finish(self, out: int) -> ModelView:
-        """Ends the graph at ``out`` (a DEQUANTIZE first for a float output of an int8 graph)."""
+    def finish(self, out: int, output_name: str = "") -> ModelView:
+        """Ends the graph at ``out`` (a DEQUANTIZE first for a float output of an int8 graph).
+
+        ``output_name`` is the model's output layer (the signature's output name)."""
         if self.int8 and not self.target.int8_io:
+            name = self.tensors[out].name
             out = self._op("DEQUANTIZE", [out], self._tensor((1, *self.shape(out)), "FLOAT32",
-                                                              False, 0))
+                                                              False, 0, name[:-1]))
         sg = Subgraph("main", tuple(self.tensors), tuple(self.operators), (self.input,), (out,))
-        return ModelView((sg,), ("min_runtime_version", "CONVERSION_METADATA"), 0)
+        return ModelView((sg,), ("min_runtime_version", "CONVERSION_METADATA"), 0,
+                         output_name)
 
-    def classifier(self, x: int, classes: int) -> ModelView:
-        """Dense(classes, softmax) and the end of the graph."""
-        return self.finish(self.softmax(self.dense(x, classes)))
+    def classifier(self, x: int, classes: int, net: str = "") -> ModelView:
+        """Dense(classes, softmax) named ``classifier`` and the end of the graph."""
+        prefix = f"{net}/classifier/" if net else ""
+        y = self.dense(x, classes, weights_name=prefix and f"{prefix}MatMul",
+                       bias_name=prefix and f"{prefix}BiasAdd",
+                       name=prefix and f"{prefix}MatMul;{prefix}BiasAdd")
+        # The softmax's output is the model's ("StatefulPartitionedCall:0"); with a float
+        # output the DEQUANTIZE after it takes that name and the softmax's gets a "1".
+        dequantized = self.int8 and not self.target.int8_io
+        out = "StatefulPartitionedCall:0" + ("1" if dequantized else "")
+        return self.finish(self.softmax(y, name=out if net else ""), "classifier" if net else "")
 
 
 # --------------------------------------------------------------------------------------
@@ -222,63 +306,110 @@ class GraphBuilder:
 GRAPHS: Registry[Callable[..., ModelView]] = Registry("deployment graph")
 
 
+def _fused(*parts: str) -> str:
+    """A fused op's name: the TensorFlow op names it absorbed, last op first."""
+    return ";".join(parts)
+
+
 def _descriptor_graph(spec, g: GraphBuilder) -> ModelView:
+    net = "descriptor_net"
     x = g.x
-    for layer in spec.conv_layers:
+    for i, layer in enumerate(spec.conv_layers):
         k, fx, fy, px, py, sx, sy = layer
-        x = g.conv(x, k, (fy, fx), activation=_RELU)
+        conv = f"{net}/conv_{i}/Conv2D"
+        x = g.conv(x, k, (fy, fx), activation=_RELU, weights_name=conv,
+                   bias_name=_fused(f"{net}/conv_{i}_relu/Relu",
+                                    f"{net}/conv_{i}_bn/FusedBatchNormV3", conv))
         if px != 1 or py != 1 or sx != 1 or sy != 1:
-            x = g.max_pool(x, (py, px), (sy, sx))
-    x = g.flatten(x)
-    for layer in spec.fc_layers:
-        x = g.dense(x, layer.n_hidden, activation=_RELU)
-    return g.classifier(x, spec.num_classes)
+            x = g.max_pool(x, (py, px), (sy, sx), name=f"{net}/conv_{i}_pool/MaxPool")
+    x = g.flatten(x, name=f"{net}/flatten/Reshape")
+    for j, layer in enumerate(spec.fc_layers):
+        fc = f"{net}/fc_{j}"
+        x = g.dense(x, layer.n_hidden, activation=_RELU, weights_name=f"{fc}/MatMul",
+                    bias_name=f"{fc}/Relu;{fc}/BiasAdd", name=f"{fc}/MatMul;{fc}/Relu;{fc}/BiasAdd")
+    return g.classifier(x, spec.num_classes, net)
+
+
+def _blockset_conv(g: GraphBuilder, x: int, net: str, layer: str, filters: int, kernel: int,
+                   stride: int = 1, groups: int = 1, act: int | None = None,
+                   act_layer: str = "", bn_layer: str = "", valid: bool = True) -> int:
+    """A blockset Conv2D + BN (+ activation); 1x1 ones keep Keras' default "valid"
+    padding. A grouped convolution loses its layer scope in conversion: its weights are
+    plain ``Conv2D`` (deduplicated: ``Conv2D1``, ...)."""
+    conv = f"{net}/{layer}/Conv2D" if groups == 1 else "Conv2D"
+    act_name = "Relu6" if act == _RELU6 else "Relu"
+    parts = ([f"{net}/{act_layer}/{act_name}"] if act is not None else []) + [
+        f"{net}/{bn_layer}/FusedBatchNormV3", conv]
+    return g.conv(x, filters, (kernel, kernel), stride, groups=groups, valid=valid,
+                  activation=_NO_ACTIVATION if act is None else act,
+                  weights_name=conv, bias_name=_fused(*parts))
 
 
 def _blockset_graph(spec, g: GraphBuilder) -> ModelView:
+    net = "blockset_net"
     sk = spec.skeleton
     act = _RELU6 if sk.activation == "relu6" else _RELU
-    x = g.conv(g.x, sk.stem_filters, (sk.stem_kernel, sk.stem_kernel), sk.stem_stride,
-               activation=act)
+    act_name = "Relu6" if act == _RELU6 else "Relu"
+    x = _blockset_conv(g, g.x, net, "stem_conv", sk.stem_filters, sk.stem_kernel, sk.stem_stride,
+                       act=act, act_layer="stem_act", bn_layer="stem_bn", valid=False)
     for pos in sk.positions:
         block = spec.block_type(pos.index)
+        b = f"block_{pos.index}"
         if block is None:
             if not pos.is_identity_when_empty:  # projection shortcut: 1x1 conv + BN
-                x = g.conv(x, pos.c_out, (1, 1), pos.stride)
+                x = _blockset_conv(g, x, net, f"{b}_shortcut", pos.c_out, 1, pos.stride,
+                                   bn_layer=f"{b}_shortcut_bn")
             continue
         block_input = x
         if block.expansion > 1:
-            x = g.conv(x, block.expansion * pos.c_in, (1, 1), groups=block.expand_groups,
-                       activation=act)
-        x = g.depthwise(x, block.kernel, pos.stride, act)
-        x = g.conv(x, pos.c_out, (1, 1), groups=block.project_groups)
+            x = _blockset_conv(g, x, net, f"{b}_expand", block.expansion * pos.c_in, 1,
+                               groups=block.expand_groups, act=act, act_layer=f"{b}_expand_act",
+                               bn_layer=f"{b}_expand_bn")
+        dw = f"{net}/{b}_depthwise/depthwise"
+        bn = f"{net}/{b}_depthwise_bn/FusedBatchNormV3"
+        x = g.depthwise(x, block.kernel, pos.stride, act, weights_name=_fused(bn, dw),
+                        bias_name=_fused(f"{net}/{b}_depthwise_act/{act_name}", bn, dw))
+        x = _blockset_conv(g, x, net, f"{b}_project", pos.c_out, 1, groups=block.project_groups,
+                           bn_layer=f"{b}_project_bn")
         if pos.stride == 1 and pos.c_in == pos.c_out:
-            x = g.add(block_input, x)
+            x = g.add(block_input, x, name=f"{net}/{b}_add/add")
     if sk.head_filters:
-        x = g.conv(x, sk.head_filters, (1, 1), activation=act)
-    return g.classifier(g.global_average_pool(x), spec.num_classes)
+        x = _blockset_conv(g, x, net, "head_conv", sk.head_filters, 1, act=act,
+                           act_layer="head_act", bn_layer="head_bn")
+    return g.classifier(g.global_average_pool(x, name=f"{net}/global_pool/Mean"),
+                        spec.num_classes, net)
 
 
 def _resnet_graph(spec, g: GraphBuilder) -> ModelView:
-    x = g.conv(g.x, spec.stage_widths[0], (3, 3), activation=_RELU)
-    for _, c_out, mid, stride in spec.blocks():
-        y = g.conv(x, mid, (3, 3), stride, activation=_RELU)
-        y = g.conv(y, c_out, (3, 3))
+    net = f"resnet{spec.depth}"
+
+    def conv(x: int, filters: int, kernel: int, stride: int, layer: str, bn: str,
+             relu: str | None = None) -> int:
+        name = f"{net}/{layer}/Conv2D"
+        parts = ([f"{net}/{relu}/Relu"] if relu else []) + [f"{net}/{bn}/FusedBatchNormV3", name]
+        return g.conv(x, filters, (kernel, kernel), stride,
+                      activation=_RELU if relu else _NO_ACTIVATION, weights_name=name,
+                      bias_name=_fused(*parts))
+
+    x = conv(g.x, spec.stage_widths[0], 3, 1, "stem_conv", "stem_bn", "stem_relu")
+    counts: dict[int, int] = {}
+    for stage, c_out, mid, stride in spec.blocks():
+        b = counts[stage] = counts.get(stage, -1) + 1
+        name = f"stage{stage}_block{b}"
+        y = conv(x, mid, 3, stride, f"{name}_conv1", f"{name}_bn1", f"{name}_relu1")
+        y = conv(y, c_out, 3, 1, f"{name}_conv2", f"{name}_bn2")
         shortcut = x
         if stride != 1 or g.shape(x)[-1] != c_out:
-            shortcut = g.conv(x, c_out, (1, 1), stride)
-        x = g.add(y, shortcut, activation=_RELU)
-    return g.classifier(g.global_average_pool(x), spec.num_classes)
+            shortcut = conv(x, c_out, 1, stride, f"{name}_shortcut", f"{name}_shortcut_bn")
+        x = g.add(y, shortcut, activation=_RELU,
+                  name=_fused(f"{net}/{name}_relu/Relu", f"{net}/{name}_add/add"))
+    return g.classifier(g.global_average_pool(x, name=f"{net}/global_pool/Mean"),
+                        spec.num_classes, net)
 
 
 GRAPHS.add("descriptor", _descriptor_graph)
 GRAPHS.add("blockset", _blockset_graph)
 GRAPHS.add("resnet", _resnet_graph)
-
-#: The longest tensor name each builder's layer names give (a fused conv's, plus a
-#: deduplication suffix), e.g. ``descriptor_net/conv_12_relu/Relu;descriptor_net/conv_12_bn/
-#: FusedBatchNormV3;descriptor_net/conv_12/Conv2D1`` (106 characters).
-NAME_BYTES = {"descriptor": 108, "blockset": 136, "resnet": 132}
 
 
 def tflite_graph(spec, target: ExportTarget = ExportTarget()) -> ModelView:
@@ -313,11 +444,154 @@ def deployment_costs(spec, target: ExportTarget = ExportTarget()) -> dict[str, i
     """``arena_bytes`` and ``tflite_bytes`` of ``spec`` exported for ``target``.
 
     ``arena_bytes`` equals ``keras_cnas.export.micro_arena_bytes`` of the converted model;
-    ``tflite_bytes`` is :func:`flatbuffer_bytes` of the same graph.
+    ``tflite_bytes`` is :func:`converted_bytes` of the same graph: ``len(flatbuffer)``.
     """
     graph = tflite_graph(spec, target)
     return {"arena_bytes": replay_arena_bytes(graph, checked=True),
-            "tflite_bytes": flatbuffer_bytes(graph, NAME_BYTES[spec.SPACE])}
+            "tflite_bytes": converted_bytes(graph)}
+
+
+# --------------------------------------------------------------------------------------
+# The converted file, exactly.
+
+#: ``TensorType`` codes (FLOAT32 is the schema's default and not written).
+_TYPE_CODES = {"FLOAT32": 0, "INT32": 2, "INT8": 9}
+#: Metadata the converter adds: (name, data bytes). ``min_runtime_version`` is a 16-byte
+#: string; ``CONVERSION_METADATA`` a small flatbuffer of the conversion options and the
+#: TensorFlow version (96 bytes for every int8 and float32 export of TF 2.21 measured).
+_METADATA = (("min_runtime_version", 16), ("CONVERSION_METADATA", 96))
+
+
+def _conv_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    o = op.options  # Conv2DOptions: padding, stride_w, stride_h, fused activation, ...
+    return 1, (((0, 1),) if o.get("valid") else ()) + ((1, 4), (2, 4)) + (
+        ((3, 1),) if o.get("activation") else ()), 7
+
+
+def _depthwise_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    o = op.options  # DepthwiseConv2DOptions: ..., depth_multiplier 1, fused activation
+    return 2, (((0, 1),) if o.get("valid") else ()) + ((1, 4), (2, 4), (3, 4)) + (
+        ((4, 1),) if o.get("activation") else ()), 7
+
+
+def _pool_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    o = op.options  # Pool2DOptions: padding, strides, filter width and height
+    return 5, (((0, 1),) if o.get("valid") else ()) + ((1, 4), (2, 4), (3, 4), (4, 4)), 6
+
+
+def _fully_connected_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 8, ((0, 1),) if op.options.get("activation") else (), 6
+
+
+def _softmax_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 9, ((0, 4),), 1  # beta = 1.0
+
+
+def _add_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 11, ((0, 1),) if op.options.get("activation") else (), 2
+
+
+def _mean_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 27, (), 1  # ReducerOptions, keep_dims False
+
+
+#: Per builtin operator: ``fn(op) -> (BuiltinOptions type, (slot, bytes) of the non-default
+#: fields in the order Pack writes them, number of fields)``; absent: no options table.
+_OPTIONS: dict[str, Callable[[Operator], tuple[int, tuple[tuple[int, int], ...], int]]] = {
+    "CONV_2D": _conv_options, "DEPTHWISE_CONV_2D": _depthwise_options,
+    "MAX_POOL_2D": _pool_options, "AVERAGE_POOL_2D": _pool_options,
+    "FULLY_CONNECTED": _fully_connected_options, "SOFTMAX": _softmax_options,
+    "ADD": _add_options, "MEAN": _mean_options,
+}
+
+
+def packed_model(graph: ModelView) -> PackedModel:
+    """The objects of the converted flatbuffer of a derived graph, in the file's order.
+
+    The converter stores the input first, then the constants (unquantized int32 operands
+    first, then weights and biases, last layer first, bias before weights), then the
+    activations in execution order; tensor ``k`` owns buffer ``k + 1`` (buffer 0 is the
+    empty sentinel), and the two metadata buffers come last.
+    """
+    sg = graph.main
+    tensors = sg.tensors
+    first = sg.inputs[0]
+    constants = [t for t in reversed(tensors) if t.is_constant]
+    order = [tensors[first]]
+    order += [t for t in constants if not t.num_scales and t.dtype == "INT32"]
+    order += [t for t in constants if t.num_scales or t.dtype != "INT32"]
+    order += [t for t in tensors if not t.is_constant and t.index != first]
+    packed, buffers = [], [None]
+    for t in order:
+        tensor, nbytes = _packed_tensor(t)
+        packed.append(tensor)
+        buffers.append(nbytes)
+    opcodes: dict[str, int] = {}
+    codes, operators = [], []
+    for op in sg.operators:
+        index = opcodes.get(op.opcode)
+        if index is None:
+            index = opcodes[op.opcode] = len(codes)
+            codes.append((op.version, op.builtin_code))
+        elif op.version > codes[index][0]:  # one code per builtin, at its highest version
+            codes[index] = (op.version, op.builtin_code)
+        operators.append(_packed_operator(op, index))
+    metadata = []
+    for name, nbytes in _METADATA:
+        metadata.append((len(name), len(buffers)))
+        buffers.append(nbytes)
+    input_name = len(tensors[first].name) - len("serving_default_:0")
+    return PackedModel(codes, packed, operators, len(sg.inputs), len(sg.outputs), buffers,
+                       metadata, [(input_name, 0)], [(len(graph.output_name), len(order) - 1)])
+
+
+def _packed_tensor(t: Tensor, _cache: dict = {}) -> tuple[PackedTensor, int | None]:  # noqa: B006
+    """Its packed form and its buffer's data bytes (None: no data), memoised: specs share
+    most tensors (names, shapes, quantization)."""
+    key = t[1:5] + t[6:7]  # name, dtype, shape, is_constant, num_scales
+    hit = _cache.get(key)
+    if hit is None:
+        shape = t.shape
+        depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
+        hit = (PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
+                            not t.is_constant, t.num_scales,
+                            3 if depthwise_weights and t.num_scales > 1 else 0),
+               t.nbytes if t.is_constant else None)
+        if len(_cache) < 1 << 16:
+            _cache[key] = hit
+    return hit
+
+
+def _packed_operator(op: Operator, opcode_index: int,
+                     _cache: dict = {}) -> PackedOperator:  # noqa: B006 (a memo)
+    key = (op.opcode, opcode_index != 0, len(op.inputs), *op.options.values())
+    hit = _cache.get(key)
+    if hit is None:
+        options = _OPTIONS.get(op.opcode)
+        kind, fields, num_fields = options(op) if options else (0, None, 0)
+        hit = PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
+                             num_fields)
+        if len(_cache) < 1 << 12:
+            _cache[key] = hit
+    return hit
+
+
+def converted_bytes(graph: ModelView) -> int:
+    """The size of the ``.tflite`` file the converter writes for a derived graph, exactly.
+
+    The converter's final write is the Python object API's ``ModelT.Pack`` (see
+    :mod:`keras_cnas.costs.flatbuffer_size`), so the size follows from the objects alone:
+    the buffers (weights, biases, shape operands; not aligned beyond their length prefix),
+    the per-channel quantization vectors (float32 scales, int64 zero points, 8-aligned),
+    the tensor names TensorFlow gives our builders' layers (fused ops joined with ``;``,
+    duplicates numbered), the operators' builtin options and versions, the metadata and
+    the serving signature, and the padding and shared vtables between them. Equal to
+    ``len(flatbuffer)`` on random specs of every modelled space and target
+    (``tests/test_deployment.py``); it assumes TensorFlow 2.21's converter (a converter
+    that names, orders or versions differently changes the figure by a few bytes per
+    tensor, which that test would report).
+    """
+    return packed_model_bytes(packed_model(graph))
 
 
 # --------------------------------------------------------------------------------------
@@ -331,7 +605,9 @@ _BUFFER_BYTES = 12         # Buffer table (an empty one for each non-constant te
 _OPERATOR_BYTES = 48       # Operator table + its builtin options table
 _OPCODE_BYTES = 28         # OperatorCode table
 def flatbuffer_bytes(graph: ModelView, name_bytes: int = 160) -> int:
-    """An upper bound on the size of the converted ``.tflite`` flatbuffer.
+    """An upper bound on the size of the converted ``.tflite`` flatbuffer, for graphs
+    whose tensor names are unknown (a user's Keras model, ``compression.model_costs``);
+    a spec's graph is sized exactly by :func:`converted_bytes`.
 
     Exact: every constant buffer (weights, int32 / float32 biases, shape and axes
     operands), each 16-byte aligned with its length prefix, and the per-channel
@@ -366,6 +642,7 @@ def _align(n: int, a: int) -> int:
     return -(-n // a) * a
 
 
-__all__ = ["DEPLOYMENT_COSTS", "ExportTarget", "GRAPHS", "GraphBuilder", "NAME_BYTES",
-           "RELU", "RELU6", "TARGET_QUANTIZATIONS",
-           "deployment_costs", "flatbuffer_bytes", "has_deployment_costs", "tflite_graph"]
+__all__ = ["DEPLOYMENT_COSTS", "ExportTarget", "GRAPHS", "GraphBuilder",
+           "RELU", "RELU6", "TARGET_QUANTIZATIONS", "converted_bytes",
+           "deployment_costs", "flatbuffer_bytes", "has_deployment_costs", "packed_model",
+           "tflite_graph"]

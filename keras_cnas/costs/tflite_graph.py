@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+import types
+from typing import Any, Mapping, NamedTuple
 
 
 #: Bytes per element as TFLite Micro counts them (``TfLiteTypeSizeOf``): int4 tensors are
@@ -29,9 +30,8 @@ TYPE_SIZES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Tensor:
-    """One tensor of a subgraph.
+class Tensor(NamedTuple):
+    """One tensor of a subgraph (a named tuple: pricing creates thousands a second).
 
     Attributes:
         index: its position in the subgraph's tensor list.
@@ -74,9 +74,11 @@ class Tensor:
         return self.num_scales > 0 and self.num_zero_points > 0
 
 
-@dataclasses.dataclass(frozen=True)
-class Operator:
-    """One operator of a subgraph.
+_NO_OPTIONS: Mapping[str, Any] = types.MappingProxyType({})
+
+
+class Operator(NamedTuple):
+    """One operator of a subgraph (a named tuple).
 
     Attributes:
         index: its position in the execution order.
@@ -99,7 +101,7 @@ class Operator:
     outputs: tuple[int, ...]
     intermediates: tuple[int, ...]
     is_custom: bool
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, Any] = _NO_OPTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,12 +122,15 @@ class ModelView:
     Attributes:
         subgraphs: the subgraphs; the first is the one an interpreter runs.
         metadata: names of the metadata entries (e.g. ``"min_runtime_version"``).
-        num_bytes: the size of the flatbuffer.
+        num_bytes: the size of the flatbuffer (0 for a graph derived from a spec).
+        output_name: the serving signature's output name (the Keras output layer's), when
+            known.
     """
 
     subgraphs: tuple[Subgraph, ...]
     metadata: tuple[str, ...]
     num_bytes: int
+    output_name: str = ""
 
     @property
     def main(self) -> Subgraph:

@@ -661,15 +661,15 @@ class _Search:
 def _with_estimate_errors(priced: Mapping[str, float], measured: Mapping[str, float]) -> dict[str, Any]:
     """Priced costs overridden by measured ones; where a deployment cost was both priced
     and measured, the priced value is kept as ``<cost>_priced`` and a difference between
-    them as ``<cost>_error`` (measured - priced: nonzero for ``arena_bytes`` means the
-    exact model is wrong; for ``tflite_bytes``, a bound, only a positive one is recorded)."""
+    them as ``<cost>_error`` (measured - priced: both are exact, so any difference means
+    the model of the converter or of TFLite Micro is wrong)."""
     costs = {**priced, **measured}
     for name in DEPLOYMENT_COSTS:
         if priced.get(name) is None or measured.get(name) is None:
             continue
         costs[f"{name}_priced"] = priced[name]
         error = measured[name] - priced[name]
-        if error > 0 or (error and name == "arena_bytes"):
+        if error:
             costs[f"{name}_error"] = error
             logger.warning("measured %s = %s differs from the priced %s (%+d)", name,
                            measured[name], priced[name], error)

@@ -8,6 +8,7 @@ loudly, before anything is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -174,7 +175,11 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         ``latency_ms`` (``{"xnnpack": median, "builtin": median}``), ``latency`` (full
         statistics), ``keras_accuracy``, ``tflite_accuracy``, ``agreement``,
         ``max_abs_diff``, ``num_examples`` (None without data), ``costs`` (what was
-        re-checked), ``constraints``, ``files`` and the settings.
+        re-checked), ``constraints``, ``files``, the settings, ``sha256`` (of the bytes that
+        were measured, checked and written: ``model.tflite`` and the C array hold exactly
+        these), and for a search's saved model (a ``spec.json`` beside it, int8 or float32)
+        ``priced``: the spec's ``arena_bytes`` / ``tflite_bytes`` the search checked before
+        training, with ``priced_error`` (measured - priced) if they differ.
 
     Raises:
         ExportConstraintError: the artifact breaks a bound (names the bound and the
@@ -216,8 +221,10 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
             "'none' (float32)")
     out = pathlib.Path(out_dir)
     spec_costs: dict[str, float] = {}
+    spec_path: pathlib.Path | None = None
     if not hasattr(model, "predict"):
-        spec_costs = _spec_costs(pathlib.Path(model))
+        spec_path = pathlib.Path(model)
+        spec_costs = _spec_costs(spec_path)
         model = load_saved_model(model)
     _check_finite(model)
     if class_names is None and isinstance(data, Dataset):
@@ -263,6 +270,12 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
     for key in ("keras_accuracy", "tflite_accuracy", "agreement", "max_abs_diff", "num_examples"):
         report[key] = getattr(checked, key) if checked is not None else None
 
+    # What the search checked is what ships: these bytes are measured, re-checked against
+    # the bounds and written unchanged (their hash says so); their arena and size equal
+    # the spec's priced costs, which the search checked before training.
+    report["sha256"] = hashlib.sha256(tflite).hexdigest()
+    report["priced"] = _priced_costs(spec_path, quantize, int8_io) if spec_path else None
+    _compare_with_priced(report)
     costs = {**spec_costs, "tflite_bytes": report["tflite_bytes"],
              "latency_ms": report["latency_ms"]["xnnpack"]}
     if report["arena_bytes"] is not None:
@@ -385,6 +398,39 @@ def _spec_costs(path: pathlib.Path) -> dict[str, float]:
                        "costs only", spec_file, e)
         return {}
     return {k: v for k, v in report.as_dict().items() if v is not None}
+
+
+def _priced_costs(path: pathlib.Path, quantize: str, int8_io: bool) -> dict[str, int] | None:
+    """``arena_bytes`` / ``tflite_bytes`` priced from the ``spec.json`` beside a saved model
+    for this export (what the search checked before training), or None."""
+    spec_file = (path if path.is_dir() else path.parent) / "spec.json"
+    if quantize not in ("int8", "none") or not spec_file.is_file():
+        return None
+    from keras_cnas.costs import ExportTarget, deployment_costs
+    from keras_cnas.costs.deployment import has_deployment_costs
+    from keras_cnas.spaces import spec_from_json
+
+    try:
+        spec = spec_from_json(spec_file.read_text())
+    except (ValueError, KeyError, TypeError):
+        return None  # _spec_costs has said why
+    if not has_deployment_costs(spec):
+        return None
+    return deployment_costs(spec, ExportTarget(quantize, int8_io=int8_io and quantize == "int8"))
+
+
+def _compare_with_priced(report: dict[str, Any]) -> None:
+    """Records (and logs) where the artifact's measured arena or size differs from the
+    spec's priced one: ``report["priced_error"]`` (measured - priced), absent when equal."""
+    priced = report.get("priced")
+    if not priced:
+        return
+    errors = {name: report[name] - value for name, value in priced.items()
+              if report.get(name) is not None and report[name] != value}
+    if errors:
+        report["priced_error"] = errors
+        logger.warning("export: the artifact's measured costs differ from the spec's priced ones "
+                       "(measured - priced: %s); the deployment cost model needs a fix", errors)
 
 
 def _arena_estimate(tflite: bytes) -> int | None:

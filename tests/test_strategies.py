@@ -281,6 +281,25 @@ def test_resume_from_a_json_state_dict_continues_with_the_same_asks(name, proble
     assert asks(loop.trials) == asks(reference.trials)
 
 
+@pytest.mark.parametrize("strategy_name", ["bayesopt", "tpe"])
+def test_caches_kept_between_asks_do_not_change_the_search(strategy_name):
+    """BayesOpt keeps every spec's encoding and TPE Optuna's intersection search space from
+    one ask to the next (for speed); an instance rebuilt from the JSON state before every
+    ask, which has neither, asks for the same trials as one that keeps them."""
+    reference = Loop("categorical").run(
+        setup(make(strategy_name, num_trials=40), "categorical", seed=2))
+    loop = Loop("categorical")
+    strategy = setup(make(strategy_name, num_trials=40), "categorical", seed=2)
+    while True:
+        strategy = resumed(strategy, "categorical")
+        asked = loop.ask_round(strategy)
+        loop.tell_round(strategy)
+        if not asked:
+            break
+    assert len(loop.trials) == 40
+    assert asks(loop.trials) == asks(reference)
+
+
 @pytest.mark.parametrize("budget", [3, 41])
 def test_set_budget_makes_the_strategy_spend_exactly_that_many_trials(name, budget):
     strategy = make(name)

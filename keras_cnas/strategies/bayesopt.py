@@ -131,6 +131,8 @@ class BayesOpt(TrialBudget, Strategy):
         # key -> (feasible, log costs): estimates are pure, and a step ranks hundreds.
         self._costs: dict[str, tuple[bool, list[float]]] = {}
         self._blas: Any = None
+        self._rows: dict[str, np.ndarray] = {}  # key -> its encoding (see _features)
+        self._result_keys: list[str] = []        # keys of self.results, in order
 
     def _priced(self, spec: Spec, key: str | None = None) -> tuple[bool, list[float]]:
         """Whether ``spec`` meets the hard constraints, and its log costs (cached)."""
@@ -183,23 +185,33 @@ class BayesOpt(TrialBudget, Strategy):
 
     # --- the surrogate ---------------------------------------------------------------------
 
-    def _features(self, specs: Sequence[Spec]) -> np.ndarray:
-        space = self.context.space
-        decisions = np.array([space.to_decisions(s) for s in specs], dtype=float)
-        columns = []
-        for i, (size, ordered) in enumerate(zip(self._sizes, self._ordered)):
-            if size < 2:
-                continue
-            if ordered:  # a full-range change counts as much as a label change below
-                columns.append(decisions[:, i:i + 1] * (math.sqrt(2.0) / (size - 1)))
-            else:
-                columns.append((decisions[:, i:i + 1] == np.arange(size)).astype(float))
-        if self._cost_names:
-            columns.append(np.array([self._priced(s)[1] for s in specs]))
-        return np.concatenate(columns, axis=1)
+    def _features(self, specs: Sequence[Spec], keys: Sequence[str]) -> np.ndarray:
+        """The encoding of ``specs`` (one row each, log costs not yet standardised).
 
-    def _proposals(self) -> list[Spec]:
-        """Feasible, unseen specs: mutations of the best trials plus random samples."""
+        A row depends on its spec alone, so it is computed once per key: a step encodes
+        every result and a hundred proposals, most of them encoded at earlier steps.
+        """
+        missing = [(s, k) for s, k in zip(specs, keys) if k not in self._rows]
+        if missing:
+            space = self.context.space
+            decisions = np.array([space.to_decisions(s) for s, _ in missing], dtype=float)
+            columns = []
+            for i, (size, ordered) in enumerate(zip(self._sizes, self._ordered)):
+                if size < 2:
+                    continue
+                if ordered:  # a full-range change counts as much as a label change below
+                    columns.append(decisions[:, i:i + 1] * (math.sqrt(2.0) / (size - 1)))
+                else:
+                    columns.append((decisions[:, i:i + 1] == np.arange(size)).astype(float))
+            if self._cost_names:
+                columns.append(np.array([self._priced(s, k)[1] for s, k in missing]))
+            for (_, k), row in zip(missing, np.concatenate(columns, axis=1)):
+                self._rows[k] = row
+        return np.array([self._rows[k] for k in keys])
+
+    def _proposals(self) -> tuple[list[Spec], list[str]]:
+        """Feasible, unseen specs (and their keys): mutations of the best trials plus random
+        samples."""
         space = self.context.space
         out: dict[str, Spec] = {}
         best = sorted(self.results, key=lambda r: (-r.score, r.id))[:self.num_parents]
@@ -215,7 +227,8 @@ class BayesOpt(TrialBudget, Strategy):
             if key not in out:
                 out[key] = spec
                 randoms += 1
-        return [s for k, s in out.items() if k not in self._seen_set and self._priced(s, k)[0]]
+        kept = [(k, s) for k, s in out.items() if k not in self._seen_set and self._priced(s, k)[0]]
+        return [s for _, s in kept], [k for k, _ in kept]
 
     def _rank(self) -> list[dict[str, Any]]:
         from scipy.stats import norm
@@ -224,11 +237,13 @@ class BayesOpt(TrialBudget, Strategy):
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
         from threadpoolctl import ThreadpoolController
 
-        proposals = self._proposals()
+        proposals, keys = self._proposals()
         if not proposals:
             return []
-        x_seen = self._features([r.spec for r in self.results])
-        x_new = self._features(proposals)
+        if len(self._result_keys) < len(self.results):  # results told since the last step
+            self._result_keys += [r.spec.key() for r in self.results[len(self._result_keys):]]
+        x_seen = self._features([r.spec for r in self.results], self._result_keys)
+        x_new = self._features(proposals, keys)
         if self._cost_names:  # standardise the log costs on what has been seen
             k = len(self._cost_names)
             mean, std = x_seen[:, -k:].mean(axis=0), x_seen[:, -k:].std(axis=0)
@@ -281,6 +296,7 @@ class BayesOpt(TrialBudget, Strategy):
         self._seen = [str(k) for k in state["seen"]]
         self._seen_set = set(self._seen)
         self.results = [Result.from_dict(r) for r in state["results"]]
+        self._result_keys = []
         self.ranked = [{"decisions": [int(d) for d in e["decisions"]], "ei": float(e["ei"]),
                         "mean": float(e["mean"])} for e in state["ranked"]]
         self.theta = None if state["theta"] is None else [float(t) for t in state["theta"]]

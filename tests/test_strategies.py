@@ -300,6 +300,25 @@ def test_caches_kept_between_asks_do_not_change_the_search(strategy_name):
     assert asks(loop.trials) == asks(reference)
 
 
+def test_bayesopts_fixed_kernel_posterior_is_scikit_learns_to_the_bit():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    from keras_cnas.strategies.bayesopt import gp_posterior
+
+    rng = np.random.default_rng(0)
+    x_seen = np.concatenate([rng.integers(0, 2, (60, 12)), rng.normal(size=(60, 2))], axis=1)
+    x_new = np.concatenate([rng.integers(0, 2, (150, 12)), rng.normal(size=(150, 2))], axis=1)
+    y = x_seen[:, :3].sum(axis=1) + rng.normal(scale=0.3, size=60)
+    for theta in ([0.3, 0.8, -3.0], [-1.0, 2.0, -9.0], [2.0, -0.5, -0.1]):
+        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.05, 50.0))
+                  + WhiteKernel(1e-2, (1e-6, 1.0))).clone_with_theta(np.array(theta))
+        model = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=None)
+        mu, sd = model.fit(x_seen, y).predict(x_new, return_std=True)
+        ours = gp_posterior(theta, x_seen, y, x_new)
+        assert ours[0].tobytes() == mu.tobytes() and ours[1].tobytes() == sd.tobytes()
+
+
 @pytest.mark.parametrize("budget", [3, 41])
 def test_set_budget_makes_the_strategy_spend_exactly_that_many_trials(name, budget):
     strategy = make(name)

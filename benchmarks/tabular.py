@@ -25,6 +25,7 @@ Usage:
       [--problems=nas-bench-macro,channel-bench-macro-mobilenet,channel-bench-macro-resnet]
       [--strategies=random,evolution,montecarlo,rcas,local_search,bayesopt] [--copies=original,shuffled]
       [--workers=2] [--json_out=regret.json]
+  python benchmarks/tabular.py --from_json=run1.json,run2.json   # earlier runs side by side
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ flags.DEFINE_list("tuned", ["nas-bench-macro", "channel-bench-macro-mobilenet"],
                   "Tables the settings were chosen on; the others are marked unseen.")
 flags.DEFINE_integer("workers", 2, "Processes running searches in parallel.", lower_bound=1)
 flags.DEFINE_string("json_out", None, "Also write every figure to this JSON file.")
+flags.DEFINE_list("from_json", [], "Run nothing: print the tables of these --json_out files "
+                  "of earlier runs, side by side (the settings both measured must agree).")
 
 
 # --- the tables and their shuffled copies ---------------------------------------------------
@@ -213,6 +216,14 @@ def main(argv):
     for name in FLAGS.problems:
         TABULAR_BENCHMARKS.get(name)  # KeyError listing the known ones
     default = _default_strategy().name
+    if FLAGS.from_json:
+        figures = merge_figures(FLAGS.from_json)
+        names = list(dict.fromkeys(["random", *STRATEGY_FACTORIES,
+                                    *(f["strategy"] for f in figures)]))
+        verdicts = print_tables(figures, names, default, FLAGS.tuned)
+        print("\n" + json.dumps({"tabular_regret": len(figures), "goal_met": sum(verdicts),
+                                 "goal_settings": len(verdicts)}))
+        return
     copies_dir = tempfile.mkdtemp(prefix="tabular_copies_")
     for name in FLAGS.problems:
         if "shuffled" in FLAGS.copies:
@@ -252,66 +263,101 @@ def main(argv):
         return [found.get((name, copy, FLAGS.data_dir, copies_dir, cost, bound, strategy, run_n, s))
                 for s in range(FLAGS.seeds)]
 
-    shown = [s for s in strategies]
     figures = []
-    summary: dict[tuple, dict[str, list[float]]] = {}
-    header = ("| table | labels | bound | N | " + " | ".join(
-        f"{s}{' (default)' if s == default else ''}" for s in shown) + " |")
-    print("Mean regret (accuracy points) ± 95 % CI, and the ratio to random search\n")
-    print(header)
-    print("|" + "---|" * (4 + len(shown)))
     for name, rows in settings.items():
-        unseen = "" if name in FLAGS.tuned else " (unseen)"
         for copy in FLAGS.copies:
             for cost, q, bound, best in rows:
                 for n in queries:
-                    cells, means = [], {}
-                    for strategy in shown:
+                    for strategy in strategies:
                         runs = results(name, copy, cost, bound, strategy, n)
                         if any(r is None for r in runs):
-                            cells.append("n/a")
-                            continue
+                            continue  # not run here (an RCAS without an empty choice)
                         regrets = [best - (best_of_first(r, n) or 0.0) for r in runs]
                         mean, half = mean_ci(regrets)
-                        means[strategy] = mean
-                        trials = float(np.mean([min(len(r), n) for r in runs]))
-                        summary.setdefault((name, copy, n), {}).setdefault(strategy, []).extend(regrets)
                         figures.append({"table": name, "labels": copy, "cost": cost, "quantile": q,
                                         "bound": bound, "best_feasible": best, "queries": n,
                                         "strategy": strategy, "mean_regret": mean, "ci95": half,
-                                        "seeds": FLAGS.seeds, "mean_trials": trials})
-                        cells.append(f"{mean:.2f} ± {half:.2f}"
-                                     + (f" [{trials:.0f} trials]" if trials < n else ""))
-                    for i, strategy in enumerate(shown):
-                        if strategy != "random" and strategy in means:
-                            cells[i] += f" ({ratio_text(means[strategy], means['random'])})"
-                    print(f"| {name}{unseen} | {copy} | {cost} ≤ q{int(q * 100)} ({bound:,.0f}) | {n} | "
-                          + " | ".join(cells) + " |")
+                                        "seeds": FLAGS.seeds,
+                                        "mean_trials": float(np.mean([min(len(r), n) for r in runs]))})
+    if FLAGS.json_out:
+        pathlib.Path(FLAGS.json_out).write_text(json.dumps(figures, indent=1))
+    verdicts = print_tables(figures, strategies, default, FLAGS.tuned)
+    print("\n" + json.dumps({"tabular_regret": len(figures), "seeds": FLAGS.seeds,
+                             "goal_met": sum(verdicts), "goal_settings": len(verdicts),
+                             "wall_seconds": round(wall)}))
+
+
+def merge_figures(paths: list[str]) -> list[dict]:
+    """The figures of several runs' ``--json_out`` files as one list. A setting that two
+    runs both measured (random search, the reference every run includes) must agree:
+    a seed fixes a search, so the same searches give the same figures."""
+    merged: dict[tuple, dict] = {}
+    for path in paths:
+        for f in json.loads(pathlib.Path(path).read_text()):
+            key = (f["table"], f["labels"], f["cost"], f["quantile"], f["queries"], f["strategy"])
+            if key in merged and (merged[key]["mean_regret"], merged[key]["seeds"]) != \
+                    (f["mean_regret"], f["seeds"]):
+                raise app.UsageError(f"--from_json: {path} disagrees with an earlier file on "
+                                     f"{key}: {f['mean_regret']} vs {merged[key]['mean_regret']} "
+                                     "(other seeds or another version of the strategy?)")
+            merged[key] = f
+    return list(merged.values())
+
+
+def print_tables(figures: list[dict], strategies: list[str], default: str,
+                 tuned: list[str]) -> list[bool]:
+    """Prints every setting and the per-table summary; returns the goal verdict of each
+    summary row with N >= 50."""
+    by = {(f["table"], f["labels"], f["cost"], f["quantile"], f["queries"], f["strategy"]): f
+          for f in figures}
+    settings = list(dict.fromkeys((f["table"], f["labels"], f["cost"], f["quantile"], f["bound"],
+                                   f["queries"]) for f in figures))
+    shown = [s for s in strategies if any(f["strategy"] == s for f in figures)]
+    seeds = sorted({f["seeds"] for f in figures if f["strategy"] in shown})
+    print(f"Mean regret (accuracy points) ± 95 % CI over {'/'.join(map(str, seeds))} seeds, "
+          "and the ratio to random search\n")
+    print("| table | labels | bound | N | " + " | ".join(
+        f"{s}{' (default)' if s == default else ''}" for s in shown) + " |")
+    print("|" + "---|" * (4 + len(shown)))
+    summary: dict[tuple, dict[str, list[float]]] = {}
+    for name, copy, cost, q, bound, n in settings:
+        unseen = "" if name in tuned else " (unseen)"
+        cells = []
+        for strategy in shown:
+            f = by.get((name, copy, cost, q, n, strategy))
+            if f is None:
+                cells.append("n/a")
+                continue
+            summary.setdefault((name, copy, n), {}).setdefault(strategy, []).append(f["mean_regret"])
+            cell = f"{f['mean_regret']:.2f} ± {f['ci95']:.2f}"
+            if f["mean_trials"] < n:
+                cell += f" [{f['mean_trials']:.0f} trials]"
+            ref = by.get((name, copy, cost, q, n, "random"))
+            if strategy != "random" and ref is not None:
+                cell += f" ({ratio_text(f['mean_regret'], ref['mean_regret'])})"
+            cells.append(cell)
+        print(f"| {name}{unseen} | {copy} | {cost} ≤ q{int(q * 100)} ({bound:,.0f}) | {n} | "
+              + " | ".join(cells) + " |")
 
     print("\nOver the six bounds of each table (mean regret, ratio to random); goal for N ≥ 50: "
           f"best ≤ 0.5x random, the default ({default}) ≤ 1x\n")
     print("| table | labels | N | " + " | ".join(shown) + " | goal |")
     print("|" + "---|" * (4 + len(shown)))
     verdicts = []
-    for name in settings:
-        unseen = "" if name in FLAGS.tuned else " (unseen)"
-        for copy in FLAGS.copies:
-            for n in queries:
-                per = {s: float(np.mean(v)) for s, v in summary.get((name, copy, n), {}).items()}
-                ref = per.get("random", float("nan"))
-                cells = [f"{per[s]:.3f}" + ("" if s == "random" else f" ({ratio_text(per[s], ref)})")
-                         if s in per else "n/a" for s in shown]
-                best = min((v for s, v in per.items() if s != "random"), default=float("nan"))
-                ok = best <= 0.5 * ref and per.get(default, float("inf")) <= ref
-                goal = "—" if n < 50 else ("met" if ok else "not met")
-                if n >= 50:
-                    verdicts.append(ok)
-                print(f"| {name}{unseen} | {copy} | {n} | " + " | ".join(cells) + f" | {goal} |")
-    if FLAGS.json_out:
-        pathlib.Path(FLAGS.json_out).write_text(json.dumps(figures, indent=1))
-    print("\n" + json.dumps({"tabular_regret": len(figures), "seeds": FLAGS.seeds,
-                             "goal_met": sum(verdicts), "goal_settings": len(verdicts),
-                             "wall_seconds": round(wall)}))
+    for name, copy, n in dict.fromkeys((t, c, n) for t, c, _, _, _, n in settings):
+        unseen = "" if name in tuned else " (unseen)"
+        # Every bound has the same seeds: the mean of the bounds' means is the mean regret.
+        per = {s: float(np.mean(v)) for s, v in summary.get((name, copy, n), {}).items()}
+        ref = per.get("random", float("nan"))
+        cells = [f"{per[s]:.3f}" + ("" if s == "random" else f" ({ratio_text(per[s], ref)})")
+                 if s in per else "n/a" for s in shown]
+        best = min((v for s, v in per.items() if s != "random"), default=float("nan"))
+        ok = best <= 0.5 * ref and per.get(default, float("inf")) <= ref
+        goal = "—" if n < 50 else ("met" if ok else "not met")
+        if n >= 50:
+            verdicts.append(ok)
+        print(f"| {name}{unseen} | {copy} | {n} | " + " | ".join(cells) + f" | {goal} |")
+    return verdicts
 
 
 if __name__ == "__main__":

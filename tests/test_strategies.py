@@ -281,6 +281,44 @@ def test_resume_from_a_json_state_dict_continues_with_the_same_asks(name, proble
     assert asks(loop.trials) == asks(reference.trials)
 
 
+@pytest.mark.parametrize("strategy_name", ["bayesopt", "tpe"])
+def test_caches_kept_between_asks_do_not_change_the_search(strategy_name):
+    """BayesOpt keeps every spec's encoding and TPE Optuna's intersection search space from
+    one ask to the next (for speed); an instance rebuilt from the JSON state before every
+    ask, which has neither, asks for the same trials as one that keeps them."""
+    reference = Loop("categorical").run(
+        setup(make(strategy_name, num_trials=40), "categorical", seed=2))
+    loop = Loop("categorical")
+    strategy = setup(make(strategy_name, num_trials=40), "categorical", seed=2)
+    while True:
+        strategy = resumed(strategy, "categorical")
+        asked = loop.ask_round(strategy)
+        loop.tell_round(strategy)
+        if not asked:
+            break
+    assert len(loop.trials) == 40
+    assert asks(loop.trials) == asks(reference)
+
+
+def test_bayesopts_fixed_kernel_posterior_is_scikit_learns_to_the_bit():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    from keras_cnas.strategies.bayesopt import gp_posterior
+
+    rng = np.random.default_rng(0)
+    x_seen = np.concatenate([rng.integers(0, 2, (60, 12)), rng.normal(size=(60, 2))], axis=1)
+    x_new = np.concatenate([rng.integers(0, 2, (150, 12)), rng.normal(size=(150, 2))], axis=1)
+    y = x_seen[:, :3].sum(axis=1) + rng.normal(scale=0.3, size=60)
+    for theta in ([0.3, 0.8, -3.0], [-1.0, 2.0, -9.0], [2.0, -0.5, -0.1]):
+        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.05, 50.0))
+                  + WhiteKernel(1e-2, (1e-6, 1.0))).clone_with_theta(np.array(theta))
+        model = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=None)
+        mu, sd = model.fit(x_seen, y).predict(x_new, return_std=True)
+        ours = gp_posterior(theta, x_seen, y, x_new)
+        assert ours[0].tobytes() == mu.tobytes() and ours[1].tobytes() == sd.tobytes()
+
+
 @pytest.mark.parametrize("budget", [3, 41])
 def test_set_budget_makes_the_strategy_spend_exactly_that_many_trials(name, budget):
     strategy = make(name)

@@ -260,3 +260,22 @@ def test_anytime_strategies_first_n_trials_equal_a_run_with_max_trials_n(bench, 
             job = ("nas-bench-macro", "original", str(shared_data), "", "params", bound, strategy, n, 3)
             runs[n] = bench.run_one(job)[1]
         assert len(runs[30]) == 30 and runs[30][:15] == runs[15], strategy
+
+
+def test_from_json_merges_runs_and_refuses_ones_that_disagree(bench, tmp_path):
+    """--from_json puts earlier runs side by side; the reference both ran must agree."""
+    def figure(strategy, regret):
+        return {"table": "t", "labels": "original", "cost": "params", "quantile": 0.1,
+                "bound": 10.0, "best_feasible": 1.0, "queries": 50, "strategy": strategy,
+                "mean_regret": regret, "ci95": 0.1, "seeds": 20, "mean_trials": 50.0}
+
+    paths = []
+    for i, figures in enumerate(([figure("random", 0.4), figure("evolution", 0.3)],
+                                 [figure("random", 0.4), figure("bayesopt", 0.1)],
+                                 [figure("random", 0.5)])):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(figures))
+    merged = bench.merge_figures([str(p) for p in paths[:2]])
+    assert sorted(f["strategy"] for f in merged) == ["bayesopt", "evolution", "random"]
+    with pytest.raises(bench.app.UsageError, match="--from_json: .*run2.json disagrees"):
+        bench.merge_figures([str(p) for p in paths])

@@ -48,6 +48,42 @@ logger = logging.getLogger(__name__)
 COST_FEATURES = ("params", "madds", "flops")
 
 
+def gp_posterior(theta: Sequence[float], x_seen: np.ndarray, y: np.ndarray,
+                 x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and standard deviation at ``x_new`` of the surrogate with its kernel's
+    log hyper-parameters fixed at ``theta`` (constant, length scale, noise).
+
+    The same operations, in the same order, as scikit-learn's
+    ``GaussianProcessRegressor(ConstantKernel * RBF + WhiteKernel, normalize_y=True,
+    optimizer=None)`` fit and ``predict(return_std=True)``, so the figures are the same to
+    the bit (``tests/test_strategies.py`` checks it) -- without the per-fit input validation,
+    kernel cloning and log-likelihood it does not need, most of a step's time.
+    """
+    from scipy.linalg import cho_solve, cholesky, solve_triangular
+    from scipy.spatial.distance import cdist, pdist, squareform
+
+    constant, length, noise = (np.exp(t) for t in theta)  # one by one, as the kernel sets them
+    y_mean, y_std = np.mean(y, axis=0), np.std(y, axis=0)
+    y_std = 1.0 if y_std == 0.0 else y_std
+    y_train = (y - y_mean) / y_std
+    rbf = squareform(np.exp(-0.5 * pdist(x_seen / length, metric="sqeuclidean")))
+    np.fill_diagonal(rbf, 1)
+    k = np.full(rbf.shape, constant) * rbf + noise * np.eye(len(x_seen))
+    k[np.diag_indices_from(k)] += 1e-10  # the regressor's alpha
+    lower = cholesky(k, lower=True, check_finite=False)
+    alpha = cho_solve((lower, True), y_train, check_finite=False)
+    k_trans = (np.full((len(x_new), len(x_seen)), constant)
+               * np.exp(-0.5 * cdist(x_new / length, x_seen / length, metric="sqeuclidean"))
+               + np.zeros((len(x_new), len(x_seen))))
+    mu = y_std * (k_trans @ alpha) + y_mean
+    v = solve_triangular(lower, k_trans.T, lower=True, check_finite=False)
+    var = (np.full(len(x_new), constant) * np.ones(len(x_new)) + np.full(len(x_new), noise)).copy()
+    var -= np.einsum("ij,ji->i", v.T, v)
+    var[var < 0] = 0.0
+    var = np.outer(var, y_std ** 2).reshape(*var.shape, -1)
+    return mu, np.sqrt(np.squeeze(var, axis=1))
+
+
 @STRATEGIES.register("bayesopt")
 class BayesOpt(TrialBudget, Strategy):
     """Gaussian-process Bayesian optimisation over any space's categorical view.
@@ -131,6 +167,8 @@ class BayesOpt(TrialBudget, Strategy):
         # key -> (feasible, log costs): estimates are pure, and a step ranks hundreds.
         self._costs: dict[str, tuple[bool, list[float]]] = {}
         self._blas: Any = None
+        self._rows: dict[str, np.ndarray] = {}  # key -> its encoding (see _features)
+        self._result_keys: list[str] = []        # keys of self.results, in order
 
     def _priced(self, spec: Spec, key: str | None = None) -> tuple[bool, list[float]]:
         """Whether ``spec`` meets the hard constraints, and its log costs (cached)."""
@@ -183,23 +221,33 @@ class BayesOpt(TrialBudget, Strategy):
 
     # --- the surrogate ---------------------------------------------------------------------
 
-    def _features(self, specs: Sequence[Spec]) -> np.ndarray:
-        space = self.context.space
-        decisions = np.array([space.to_decisions(s) for s in specs], dtype=float)
-        columns = []
-        for i, (size, ordered) in enumerate(zip(self._sizes, self._ordered)):
-            if size < 2:
-                continue
-            if ordered:  # a full-range change counts as much as a label change below
-                columns.append(decisions[:, i:i + 1] * (math.sqrt(2.0) / (size - 1)))
-            else:
-                columns.append((decisions[:, i:i + 1] == np.arange(size)).astype(float))
-        if self._cost_names:
-            columns.append(np.array([self._priced(s)[1] for s in specs]))
-        return np.concatenate(columns, axis=1)
+    def _features(self, specs: Sequence[Spec], keys: Sequence[str]) -> np.ndarray:
+        """The encoding of ``specs`` (one row each, log costs not yet standardised).
 
-    def _proposals(self) -> list[Spec]:
-        """Feasible, unseen specs: mutations of the best trials plus random samples."""
+        A row depends on its spec alone, so it is computed once per key: a step encodes
+        every result and a hundred proposals, most of them encoded at earlier steps.
+        """
+        missing = [(s, k) for s, k in zip(specs, keys) if k not in self._rows]
+        if missing:
+            space = self.context.space
+            decisions = np.array([space.to_decisions(s) for s, _ in missing], dtype=float)
+            columns = []
+            for i, (size, ordered) in enumerate(zip(self._sizes, self._ordered)):
+                if size < 2:
+                    continue
+                if ordered:  # a full-range change counts as much as a label change below
+                    columns.append(decisions[:, i:i + 1] * (math.sqrt(2.0) / (size - 1)))
+                else:
+                    columns.append((decisions[:, i:i + 1] == np.arange(size)).astype(float))
+            if self._cost_names:
+                columns.append(np.array([self._priced(s, k)[1] for s, k in missing]))
+            for (_, k), row in zip(missing, np.concatenate(columns, axis=1)):
+                self._rows[k] = row
+        return np.array([self._rows[k] for k in keys])
+
+    def _proposals(self) -> tuple[list[Spec], list[str]]:
+        """Feasible, unseen specs (and their keys): mutations of the best trials plus random
+        samples."""
         space = self.context.space
         out: dict[str, Spec] = {}
         best = sorted(self.results, key=lambda r: (-r.score, r.id))[:self.num_parents]
@@ -215,7 +263,8 @@ class BayesOpt(TrialBudget, Strategy):
             if key not in out:
                 out[key] = spec
                 randoms += 1
-        return [s for k, s in out.items() if k not in self._seen_set and self._priced(s, k)[0]]
+        kept = [(k, s) for k, s in out.items() if k not in self._seen_set and self._priced(s, k)[0]]
+        return [s for _, s in kept], [k for k, _ in kept]
 
     def _rank(self) -> list[dict[str, Any]]:
         from scipy.stats import norm
@@ -224,11 +273,13 @@ class BayesOpt(TrialBudget, Strategy):
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
         from threadpoolctl import ThreadpoolController
 
-        proposals = self._proposals()
+        proposals, keys = self._proposals()
         if not proposals:
             return []
-        x_seen = self._features([r.spec for r in self.results])
-        x_new = self._features(proposals)
+        if len(self._result_keys) < len(self.results):  # results told since the last step
+            self._result_keys += [r.spec.key() for r in self.results[len(self._result_keys):]]
+        x_seen = self._features([r.spec for r in self.results], self._result_keys)
+        x_new = self._features(proposals, keys)
         if self._cost_names:  # standardise the log costs on what has been seen
             k = len(self._cost_names)
             mean, std = x_seen[:, -k:].mean(axis=0), x_seen[:, -k:].std(axis=0)
@@ -236,24 +287,24 @@ class BayesOpt(TrialBudget, Strategy):
             x_seen[:, -k:] = (x_seen[:, -k:] - mean) / std
             x_new[:, -k:] = (x_new[:, -k:] - mean) / std
         y = np.array([r.score for r in self.results])
-        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.05, 50.0))
-                  + WhiteKernel(1e-2, (1e-6, 1.0)))
         optimise = self.theta is None or len(self.results) >= self.refit_growth * self.fitted_at
-        if not optimise:
-            kernel = kernel.clone_with_theta(np.array(self.theta))
-        model = GaussianProcessRegressor(kernel, normalize_y=True,
-                                         optimizer="fmin_l_bfgs_b" if optimise else None)
         # One BLAS thread: at these sizes (a few hundred points) threads only contend, and
         # on a busy machine a 200 x 200 Cholesky took 80 ms instead of 1.
         if self._blas is None:  # inspecting the loaded BLAS libraries takes a while: once
             self._blas = ThreadpoolController()
-        with warnings.catch_warnings(), self._blas.limit(limits=1):
-            warnings.simplefilter("ignore", ConvergenceWarning)  # a bound is fine here
-            model.fit(x_seen, y)
-            mu, sd = model.predict(x_new, return_std=True)
-        if optimise:
-            self.theta = [float(t) for t in model.kernel_.theta]
-            self.fitted_at = len(self.results)
+        with self._blas.limit(limits=1):
+            if optimise:
+                kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (0.05, 50.0))
+                          + WhiteKernel(1e-2, (1e-6, 1.0)))
+                model = GaussianProcessRegressor(kernel, normalize_y=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)  # a bound is fine here
+                    model.fit(x_seen, y)
+                mu, sd = model.predict(x_new, return_std=True)
+                self.theta = [float(t) for t in model.kernel_.theta]
+                self.fitted_at = len(self.results)
+            else:
+                mu, sd = gp_posterior(self.theta, x_seen, y, x_new)
         sd = np.maximum(sd, 1e-9)
         z = (mu - y.max()) / sd
         ei = (mu - y.max()) * norm.cdf(z) + sd * norm.pdf(z)
@@ -281,6 +332,7 @@ class BayesOpt(TrialBudget, Strategy):
         self._seen = [str(k) for k in state["seen"]]
         self._seen_set = set(self._seen)
         self.results = [Result.from_dict(r) for r in state["results"]]
+        self._result_keys = []
         self.ranked = [{"decisions": [int(d) for d in e["decisions"]], "ei": float(e["ei"]),
                         "mean": float(e["mean"])} for e in state["ranked"]]
         self.theta = None if state["theta"] is None else [float(t) for t in state["theta"]]

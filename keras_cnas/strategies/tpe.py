@@ -85,6 +85,7 @@ class TPE(TrialBudget, Strategy):
         self.pending: dict[str, int] = {}     # spec key -> trial number, asked and not told
         self.told: dict[str, int] = {}        # spec key -> trial number of its result
         self._study: Any = None
+        self._search_space: Any = None  # Optuna's intersection search space of the study
 
     def setup(self, context: SearchContext, seed: int = 0) -> None:
         super().setup(context, seed)
@@ -118,6 +119,10 @@ class TPE(TrialBudget, Strategy):
                     distributions=distributions, state=TrialState[r["state"]], value=r["value"],
                     system_attrs={} if violation is None else {"constraints": tuple(violation)}))
             self._study = study
+            from optuna.search_space import IntersectionSearchSpace
+
+            # As TPESampler builds its own; kept across the fresh samplers of the asks.
+            self._search_space = IntersectionSearchSpace(include_pruned=True)
         return self._study
 
     def _sampler(self) -> Any:
@@ -127,9 +132,18 @@ class TPE(TrialBudget, Strategy):
             # Optuna 5 deprecates constraints_func for Trial.set_constraint, which needs the
             # live Trial object a resumed study no longer has (hence optuna<7 in setup.py).
             warnings.simplefilter("ignore", FutureWarning)
-            return TPESampler(seed=int(self.rng.integers(2 ** 31)), multivariate=self.multivariate,
-                              n_startup_trials=self.n_startup_trials,
-                              constraints_func=lambda t: self.records[t.number]["violation"])
+            sampler = TPESampler(seed=int(self.rng.integers(2 ** 31)),
+                                 multivariate=self.multivariate,
+                                 n_startup_trials=self.n_startup_trials,
+                                 constraints_func=lambda t: self.records[t.number]["violation"])
+        # A fresh sampler would recompute the intersection search space over every trial
+        # of the study on each ask (O(n^2): 80 of the 110 s of a 200-trial search here);
+        # the study's own one caches it by trial number and returns the same space.
+        from optuna.search_space import IntersectionSearchSpace
+
+        if isinstance(getattr(sampler, "_search_space", None), IntersectionSearchSpace):
+            sampler._search_space = self._search_space
+        return sampler
 
     def _finish(self, number: int, value: float | None, violation: list[float] | None) -> None:
         """Tells trial ``number`` (COMPLETE with a value, or FAIL) to the study and records it."""
@@ -239,3 +253,4 @@ class TPE(TrialBudget, Strategy):
         self.pending = {str(k): int(v) for k, v in state["pending"].items()}
         self.told = {str(k): int(v) for k, v in state["told"].items()}
         self._study = None  # rebuilt from the records on the next ask or tell
+        self._search_space = None

@@ -204,7 +204,8 @@ class BEnasSearch:
             runner: where the final network trains (default in this process); the
                 weight-sharing phase always runs here, on one shared model.
         """
-        from keras_cnas.engine import SearchDirError, search
+        from keras_cnas.api import search
+        from keras_cnas.engine import SearchDirError
         from keras_cnas.engine.search_dir import Manifest, SearchDirLock, check_path
         from keras_cnas.strategies.fixed import FixedSpecs
 

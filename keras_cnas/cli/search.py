@@ -286,20 +286,28 @@ def controller_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluator_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """``KerasEvaluator``'s arguments: its recipe, fidelity and measurement pieces and the
+    objective, from the training flags."""
     from keras_cnas.training.objective import Objective
+    from keras_cnas.training.settings import Fidelity, Measurement
 
     try:
         goal = Objective.parse(flags.get("objective") or "J")
     except ValueError as e:
         raise app.UsageError(f"--objective: {e}") from None
+    try:
+        fidelity = Fidelity(traction_epochs=flags["traction_epochs"],
+                            full_epochs=flags["full_epochs"], patience=flags["patience"])
+        measurement = Measurement.from_config(measurement_kwargs(flags))
+    except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
+        raise app.UsageError(str(e)) from None
     return {"objective": goal.name, "direction": goal.direction,
             "callbacks": list(flags.get("callbacks") or ()),
-            "augment": flags.get("augment") != "none",
-            "traction_epochs": flags["traction_epochs"], "full_epochs": flags["full_epochs"],
-            "patience": flags["patience"], "batch_size": flags["batch_size"],
+            "augment": flags.get("augment") != "none", "batch_size": flags["batch_size"],
             "beta": flags["beta"], "regularizer": flags["regularizer"],
             "time_limit_seconds": flags.get("trial_time_limit"),
-            **optimizer_kwargs(flags), **measurement_kwargs(flags)}
+            "recipe": OptimizerRecipe.from_config(optimizer_kwargs(flags)),
+            "fidelity": fidelity, "measurement": measurement}
 
 
 def optimizer_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:

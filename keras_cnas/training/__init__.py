@@ -15,6 +15,7 @@ from keras_cnas.training.datasource import DataSource, load_npz, save_npz
 # evaluator from JSON; neither module imports TensorFlow (the Keras one does so when it trains).
 from keras_cnas.training.evaluator import REGULARIZERS, KerasEvaluator
 from keras_cnas.training.optimizer import RCAS_RECIPE, OptimizerRecipe
+from keras_cnas.training.settings import Fidelity, Measurement
 from keras_cnas.training.tabular import (
     TABULAR_BENCHMARKS,
     TabularBenchmark,
@@ -42,7 +43,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "BEnasConfig", "BEnasSearch", "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
-    "Evaluator", "KerasEvaluator", "NanGuard", "OptimizerRecipe", "RCAS_RECIPE", "RewardPenalty", "SharedCellSupernet", "TabularBenchmark", "TabularEvaluator",
+    "Evaluator", "Fidelity", "KerasEvaluator", "Measurement", "NanGuard", "OptimizerRecipe", "RCAS_RECIPE", "RewardPenalty", "SharedCellSupernet", "TabularBenchmark", "TabularEvaluator",
     "TractionCallback", "TrialTimeLimit", "load_npz", "load_table",
     "majority_vote", "save_npz", "tabular_problem",
 ]

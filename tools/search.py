@@ -306,27 +306,28 @@ def main(argv):
         print("best model (retrained on train + validation): " + ", ".join(
             f"{k} {v:.4f}" for k, v in sorted(result.best_metrics.items()) if isinstance(v, float)))
     if export:
-        from keras_cnas.export import ExportConstraintError, MicroError
+        from keras_cnas.export import ExportConstraintError, ExportOptions, MicroError
 
         _, int8_io = cli.export_settings({**values, "export": export})
         try:
-            report = cli.export_best(search_dir, export, data, constraints, int8_io=int8_io,
-                                     micro=FLAGS.micro, max_int8_drop=FLAGS.max_int8_drop,
-                                     qat_epochs=FLAGS.qat_epochs,
-                                     arena_headroom_bytes=FLAGS.arena_headroom, seed=FLAGS.seed)
+            options = ExportOptions(export, int8_io=int8_io, micro=FLAGS.micro,
+                                    max_int8_drop=FLAGS.max_int8_drop, qat_epochs=FLAGS.qat_epochs,
+                                    arena_headroom_bytes=FLAGS.arena_headroom, seed=FLAGS.seed)
+            report = cli.export_best(search_dir, options, data, constraints)
         except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         print(cli.export_line(report))
     if FLAGS.top_k_export and result.best is not None:
-        from keras_cnas.export import ExportConstraintError, MicroError
+        from keras_cnas.export import ExportConstraintError, ExportOptions, MicroError
 
         try:
-            reports = cli.export_top(result, FLAGS.top_k_export, export or "int8", data,
-                                     constraints, seed=FLAGS.seed)
+            reports = cli.export_top(result, FLAGS.top_k_export,
+                                     ExportOptions(export or "int8", seed=FLAGS.seed), data,
+                                     constraints)
         except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         for rank, report in enumerate(reports, start=1):
-            print(f"top {rank} ({report['dir']}): {cli.export_line(report)}")
+            print(f"top {rank} ({report.out_dir}): {cli.export_line(report)}")
 
 
 if __name__ == "__main__":

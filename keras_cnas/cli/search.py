@@ -363,12 +363,12 @@ def measurement_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
     return {"measure": measure, "export_quantize": quantize, "export_int8_io": int8_io}
 
 
-def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
-                constraints: Constraints, **settings: Any) -> dict[str, Any]:
+def export_best(search_dir: pathlib.Path, options: Any, data: Any,
+                constraints: Constraints) -> Any:
     """``--export``: the finalized best model (``search_dir/best/model.keras``) to
-    ``search_dir/best/model.tflite`` (+ labels, ``export.json``; with ``micro=True`` the
-    TFLite Micro sources), re-checked against the search's constraints. ``settings`` go to
-    :func:`~keras_cnas.export.export_model` (``int8_io``, ``micro``, ``max_int8_drop``, ...).
+    ``search_dir/best/model.tflite`` (+ labels, ``export.json``; with ``micro`` the TFLite
+    Micro sources) as ``options`` (an :class:`~keras_cnas.export.ExportOptions`) say,
+    re-checked against the search's constraints; returns the ``ExportReport``.
     Raises ``ExportConstraintError`` if the artifact breaks a bound."""
     from keras_cnas.export import export_model
 
@@ -376,8 +376,8 @@ def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
     if not (best / "model.keras").is_file():
         raise FileNotFoundError(f"--export: {best} holds no model.keras (the evaluator saved no "
                                 "model); nothing to export")
-    return export_model(best, best, quantize, constraints=constraints,
-                        class_names=data.class_names, **export_data(data), **settings)
+    return export_model(best, best, options, constraints=constraints,
+                        class_names=data.class_names, **export_data(data))
 
 
 def export_data(data: Any) -> dict[str, Any]:
@@ -388,23 +388,22 @@ def export_data(data: Any) -> dict[str, Any]:
     return {"data": data.arrays("validation"), "representative_data": data}
 
 
-def export_top(result: Any, n: int, quantize: str, data: Any,
-               constraints: Constraints, **settings: Any) -> list[dict[str, Any]]:
+def export_top(result: Any, n: int, options: Any, data: Any,
+               constraints: Constraints) -> list[Any]:
     """``--top_k_export=N``: the N best models retrained on train + validation
     (``best/``, ``top/<rank>-<id>/``), each exported to a verified ``model.tflite`` there
-    (``settings`` as for :func:`export_best`)."""
+    (``options`` as for :func:`export_best`); their ``ExportReport``s (``out_dir`` says
+    where)."""
     from keras_cnas.export import export_model
 
-    reports = []
-    for directory in result.finalize_top(n):
-        report = export_model(directory, directory, quantize, constraints=constraints,
-                              class_names=data.class_names, **export_data(data), **settings)
-        reports.append({"dir": str(directory), **report})
-    return reports
+    return [export_model(directory, directory, options, constraints=constraints,
+                         class_names=data.class_names, **export_data(data))
+            for directory in result.finalize_top(n)]
 
 
 def export_line(report: Mapping[str, Any]) -> str:
-    """One line on an export: size, arena, latency, accuracy."""
+    """One line on an export (an ``ExportReport`` or its dict): size, arena, latency,
+    accuracy."""
     io = " (int8 I/O)" if report.get("int8_io") else ""
     parts = [f"{report['quantize']}{io} model.tflite: {report['tflite_bytes']:,} bytes "
              f"({report['tflite_bytes'] / 1024:.1f} KiB)"]

@@ -160,5 +160,5 @@ class Measurement:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Measurement":
-        return cls(tuple(config.get("measure", ())), config.get("export_quantize", "int8"),
+        return cls(config.get("measure", ()), config.get("export_quantize", "int8"),
                    config.get("export_int8_io", False), config.get("latency_runs", 50))

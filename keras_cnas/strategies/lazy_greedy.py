@@ -157,14 +157,9 @@ class LazyGreedy(Strategy):
         self._rule_costs = {rule: rule_cost(rule, probe, list(context.constraints.bounds))
                             for rule in self.cost_rules}
         self._seed = seed
-        self._reset()
 
-    @property
-    def planned_trials(self) -> int | None:
-        return self.num_trials
-
-    def set_budget(self, max_trials: int) -> None:
-        self.num_trials = check_count("max_trials", max_trials, 1)
+    #: None: as many as the greedy passes take; max_trials sets it.
+    budget_field = "num_trials"
 
     # --- sets and their specs ------------------------------------------------------------
 

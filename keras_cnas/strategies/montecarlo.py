@@ -106,7 +106,7 @@ class MonteCarlo(Strategy):
         self._reset()
 
     def _reset(self) -> None:
-        self.asked = 0
+        super()._reset()
         self.failed = 0  # FAILED / INFEASIBLE trials told
         self.results: list[Result] = []  # completed trials, in the order told
         self._by_id: dict[int, Result] = {}
@@ -118,7 +118,6 @@ class MonteCarlo(Strategy):
     def setup(self, context: SearchContext, seed: int = 0) -> None:
         super().setup(context, seed)
         self._moveset = moves_for(context.space)
-        self._reset()
 
     @property
     def planned_trials(self) -> int:

@@ -16,13 +16,14 @@ from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Space, reference
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
 from keras_cnas.strategies import STRATEGIES
+from keras_cnas.strategies.flags import StrategyFlag, parse_penalty_bounds
 from keras_cnas.training.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRecipe
 
 SPACE_NAMES = ("descriptor", "blockset", "enas_cell", "hyper")
 #: --dataset values beyond the registered datasets: a folder of images per class.
 FOLDER_DATASET = "folder"
-#: --strategy values: the registered strategies and B-ENAS, which drives its own loop.
-STRATEGY_NAMES = (*STRATEGIES.names(), "benas")
+#: --strategy values: the registered strategies (B-ENAS among them).
+STRATEGY_NAMES = tuple(STRATEGIES.names())
 #: Costs measured on each trial's TFLite artifact; a --max_<cost> bound on one of them
 #: switches the evaluator's measurement on (keras_cnas.export.MEASURED_COSTS).
 MEASURED_BOUNDS = ("tflite_bytes", "arena_bytes", "latency_ms")
@@ -216,73 +217,87 @@ def resolve_constraints(flags: Mapping[str, Any]) -> tuple[Constraints, dict[str
     return budget, sources
 
 
+def strategy_flags() -> dict[str, tuple[StrategyFlag, list[str]]]:
+    """Every flag the registered strategies declare, once: name -> (declaration, the
+    strategies that use it). A name two strategies share must be declared alike.
+
+    Example:
+        >>> strategy_flags()["num_random"][1]
+        ['montecarlo', 'random']
+    """
+    out: dict[str, tuple[StrategyFlag, list[str]]] = {}
+    for name in STRATEGIES.names():
+        for flag in STRATEGIES.get(name).flags:
+            if flag.name in out:
+                known = out[flag.name][0]
+                if (known.default, known.kind, known.low, known.high, tuple(known.choices)) != (
+                        flag.default, flag.kind, flag.low, flag.high, tuple(flag.choices)):
+                    raise ValueError(f"--{flag.name}: declared differently by strategies "
+                                     f"{out[flag.name][1]} and {name!r}; declare it once")
+                out[flag.name][1].append(name)
+            else:
+                out[flag.name] = (flag, [name])
+    return out
+
+
+def define_strategy_flags(flag_values: Any = None) -> list[str]:
+    """Defines the strategies' flags (absl), each in the ``--help`` group of the strategies
+    that use it ("strategy montecarlo, random"); returns the group names in order."""
+    from absl import flags as absl_flags
+
+    fv = flag_values if flag_values is not None else absl_flags.FLAGS
+    groups: list[str] = []
+    for flag, owners in strategy_flags().values():
+        group = f"strategy {', '.join(owners)}"
+        groups += [] if group in groups else [group]
+        common_args = {"flag_values": fv, "module_name": group}
+        if flag.kind == "enum":
+            absl_flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help,
+                                   **common_args)
+        elif flag.kind == "list":
+            absl_flags.DEFINE_list(flag.name, flag.default, flag.help, **common_args)
+        else:
+            define = absl_flags.DEFINE_integer if flag.kind == "integer" else absl_flags.DEFINE_float
+            define(flag.name, flag.default, flag.help, lower_bound=flag.low,
+                   upper_bound=flag.high, **common_args)
+    return groups
+
+
 def strategy_kwargs(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The flags that configure strategy ``name``."""
-    if name == "montecarlo":
-        return {"num_random": flags["num_random"], "num_adaptive": flags["num_adaptive"],
-                "num_full": flags["num_full"], "n_best": flags["n_best"]}
-    if name == "random":
-        return {"num_samples": flags.get("max_trials") or flags["num_random"]}
-    if name == "lazy_greedy":
-        return {"cost_rules": (flags.get("cost_rule") or "apr",)}
-    if name == "reinforce":
-        return {"num_trials": flags.get("max_trials") or 100, **controller_kwargs(flags)}
-    if name == "evolution":
-        return {"num_trials": flags.get("max_trials") or 100,
-                "population_size": flags["population_size"],
-                "sample_size": min(flags["sample_size"], flags["population_size"])}
-    return {}
+    """The constructor arguments of strategy ``name`` from its declared flags.
 
-
-def make_benas(space: Space, constraints: Constraints, flags: Mapping[str, Any]) -> Any:
-    """``--strategy=benas``: a :class:`~keras_cnas.training.benas.BEnasSearch` from the flags."""
-    from keras_cnas.spaces import EnasCellSpace
-    from keras_cnas.training.benas import BEnasConfig, BEnasSearch
-
-    if not isinstance(space, EnasCellSpace):
-        raise app.UsageError(f"--strategy=benas searches ENAS cells with shared weights; got "
-                             f"--space={flags.get('space')}: use --space=enas_cell (or "
-                             "--strategy=reinforce for the controller without weight sharing)")
-    controller = controller_kwargs(flags)
+    Raises:
+        app.UsageError: ``name`` is not a registered strategy (listing the known ones), or
+            a flag's value is malformed.
+    """
     try:
-        config = BEnasConfig(
-            epochs=flags["benas_epochs"], child_steps=flags.get("child_steps"),
-            batch_size=flags["batch_size"], controller_samples=flags["controller_samples"],
-            alpha=controller["alpha"], beta=controller["beta"],
-            penalty_bounds=controller["penalty_bounds"],
-            entropy_weight=controller["entropy_weight"], lstm_size=controller["lstm_size"],
-            controller_learning_rate=controller["learning_rate"],
-            select_samples=flags["select_samples"], select_by=flags["select_by"],
-            final_layers=flags["final_layers"], final_filters=flags.get("final_filters"),
-            seed=flags.get("seed", 0))
+        cls = STRATEGIES.get(name)
+    except KeyError as e:
+        raise app.UsageError(f"--strategy={name}: {e.args[0] if e.args else e}") from None
+    try:
+        return cls.flag_arguments(flags)
     except ValueError as e:
         raise app.UsageError(f"--{e}") from None
-    return BEnasSearch(space, constraints, config)
+
+
+def make_strategy(name: str, space: Space, flags: Mapping[str, Any]) -> Any:
+    """``--strategy=name`` with its flags, checked against the space (B-ENAS needs ENAS
+    cells): the same path for every registered strategy."""
+    kwargs = strategy_kwargs(name, flags)
+    try:
+        strategy = STRATEGIES.get(name)(**kwargs)
+        strategy.check_space(space)
+    except ValueError as e:
+        raise app.UsageError(f"--strategy={name} with --space={flags.get('space')}: {e}") from None
+    return strategy
 
 
 def penalty_bounds(values: Sequence[str] | None) -> dict[str, float]:
     """``--penalty_bounds=train_seconds=30,params=5e4`` as ``{cost: bound}``."""
-    bounds: dict[str, float] = {}
-    for item in values or ():
-        name, _, bound = item.partition("=")
-        try:
-            bounds[name.strip()] = float(bound)
-        except ValueError:
-            raise app.UsageError(f"--penalty_bounds: expected cost=bound items such as "
-                                 f"train_seconds=30, got {item!r}") from None
-        if not name.strip() or not bounds[name.strip()] > 0:
-            raise app.UsageError(f"--penalty_bounds: {item!r}: name a cost and a positive bound, "
-                                 "e.g. train_seconds=30")
-    return bounds
-
-
-def controller_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The REINFORCE controller and reward flags (Reinforce, B-ENAS)."""
-    return {"alpha": flags.get("alpha", 0.1), "beta": flags.get("penalty_beta", 1.0),
-            "penalty_bounds": penalty_bounds(flags.get("penalty_bounds")),
-            "learning_rate": flags.get("controller_learning_rate", 1e-3),
-            "entropy_weight": flags.get("entropy_weight", 0.1),
-            "lstm_size": flags.get("lstm_size", 64)}
+    try:
+        return parse_penalty_bounds(values)
+    except ValueError as e:
+        raise app.UsageError(f"--{e}") from None
 
 
 def evaluator_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,10 +335,10 @@ def optimizer_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:
         raise app.UsageError(f"--lr_decay_epochs: expected comma-separated epoch numbers such as "
                              f"4,7,9, got {','.join(flags['lr_decay_epochs'])}") from None
-    config = {"optimizer": flags.get("optimizer") or "adam",
-              "learning_rate": flags["learning_rate"], "momentum": flags.get("momentum", 0.9),
-              "weight_decay": flags.get("weight_decay") or 0.0, "lr_decay_epochs": decay_epochs,
-              "lr_decay_factor": flags.get("lr_decay_factor", 0.1)}
+    # Every optimizer flag has its default in tools/search.py: read them as given.
+    config = {"optimizer": flags["optimizer"], "learning_rate": flags["learning_rate"],
+              "momentum": flags["momentum"], "weight_decay": flags["weight_decay"],
+              "lr_decay_epochs": decay_epochs, "lr_decay_factor": flags["lr_decay_factor"]}
     try:
         return OptimizerRecipe.from_config(config).get_config()
     except ValueError as e:

@@ -272,8 +272,18 @@ def run_search(space: Space, constraints: Constraints | None = None, *,
     (progress printer, TensorBoard) and calls this. It prints nothing itself: pass a
     :class:`~keras_cnas.engine.callbacks.ProgressPrinter` to see progress.
 
+    A strategy with a ``driver`` (B-ENAS, which trains shared weights before any trial) is
+    handed the whole search: ``driver(space, constraints, strategy=, evaluator=, runner=,
+    config=, callbacks=)``, which runs this loop itself for its trials.
+
     Returns and raises as :func:`keras_cnas.search`.
     """
+    if strategy is not None and strategy.driver is not None:
+        from keras_cnas._imports import import_object
+
+        drive = import_object(strategy.driver, argument=f"{type(strategy).__name__}.driver")
+        return drive(space, constraints, strategy=strategy, evaluator=evaluator, runner=runner,
+                     config=config, callbacks=callbacks)
     return _Search(space, constraints or Constraints(), strategy, evaluator, runner, config,
                    CallbackList(callbacks)).run()
 

@@ -18,6 +18,7 @@ from keras_cnas.costs import Constraints, CostReport
 from keras_cnas.costs.pricer import Pricer, Verdict
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.registry import Registry
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.spaces.base import Space, Spec
 from keras_cnas.trial import Candidate, Trial
 
@@ -106,6 +107,43 @@ class Strategy(abc.ABC):
     def report(self) -> dict[str, Any]:
         """Strategy-specific results for ``summary.json`` (e.g. RCAS's search path)."""
         return {}
+
+    #: Command-line flags this strategy declares (``tools/search.py --strategy=<name>``):
+    #: each sets one constructor argument (:mod:`keras_cnas.strategies.flags`).
+    flags: ClassVar[tuple[StrategyFlag, ...]] = ()
+    #: Whether ``--max_trials`` sets :attr:`budget_field` when the flags build the strategy.
+    flag_budget: ClassVar[bool] = False
+    #: ``"module:function"`` of a driver that runs the whole search for this strategy
+    #: (B-ENAS trains shared weights before any trial); None: the engine's loop.
+    driver: ClassVar[str | None] = None
+
+    @classmethod
+    def flag_arguments(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from parsed flag ``values`` (flag name -> value).
+
+        Raises:
+            ValueError: a flag's value cannot be converted (naming the flag).
+        """
+        args = {flag.target: flag.argument_value(values.get(flag.name)) for flag in cls.flags}
+        if cls.flag_budget and cls.budget_field is not None and values.get("max_trials"):
+            args[cls.budget_field] = values["max_trials"]
+        return args
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any]) -> "Strategy":
+        """The strategy its declared flags describe (missing ones take their defaults).
+
+        Example:
+            >>> from keras_cnas.strategies import RandomSearch
+            >>> RandomSearch.from_flags({"num_random": 7}).num_samples
+            7
+        """
+        return cls(**cls.flag_arguments(values))
+
+    def check_space(self, space: Any) -> None:
+        """Refuses (ValueError naming ``space``) a space this strategy cannot search;
+        called before a search starts. Default: any space."""
+        del space
 
     #: The constructor argument that is the whole plan (``"num_trials"``, ``"num_samples"``)
     #: of a strategy whose plan is one count: :attr:`planned_trials` reads it and

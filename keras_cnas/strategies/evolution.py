@@ -16,6 +16,7 @@ from keras_cnas.strategies._common import (
     exhausted_reason,
     sample_unseen,
 )
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -71,6 +72,16 @@ class RegularizedEvolution(Strategy):
     """
 
     name = "evolution"
+    flags = (StrategyFlag("population_size", 20, "Population size.", low=1),
+             StrategyFlag("sample_size", 5, "Tournament size (at most --population_size).",
+                          low=1))
+    flag_budget = True
+
+    @classmethod
+    def flag_arguments(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        args = super().flag_arguments(values)
+        args["sample_size"] = min(args["sample_size"], args["population_size"])
+        return args
 
     def __init__(self, population_size: int = 20, sample_size: int = 5, num_trials: int = 100, *,
                  fidelity: str = "full", max_mutation_tries: int = 100,

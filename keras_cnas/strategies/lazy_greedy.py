@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
 from keras_cnas.spaces.base import Spec, spec_from_dict
 from keras_cnas.strategies._common import check_count, check_fidelity, probe_costs
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.local_search import LocalSearch
 from keras_cnas.trial import Candidate, Trial
@@ -112,6 +113,9 @@ class LazyGreedy(Strategy):
     """
 
     name = "lazy_greedy"
+    flags = (StrategyFlag("cost_rule", "apr", "Gain per nothing (uc), per parameter (apr) or per "
+                          "multiply-add (amr); rcas runs all three.", argument="cost_rules",
+                          kind="enum", choices=("uc", "apr", "amr"), convert=lambda rule: (rule,)),)
 
     def __init__(self, cost_rules: Sequence[str] = ("apr",), *, lazy: bool = True,
                  fidelity: str = "full", num_trials: int | None = None,
@@ -463,6 +467,7 @@ class RCAS(LazyGreedy):
     """
 
     name = "rcas"
+    flags = ()  # all three rules
 
     def __init__(self, *, lazy: bool = True, fidelity: str = "full", num_trials: int | None = None,
                  max_rejections: int = 2000):

@@ -14,6 +14,7 @@ from keras_cnas.strategies._common import (
     exhausted_reason,
     sample_unseen,
 )
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -44,6 +45,10 @@ class RandomSearch(Strategy):
     """
 
     name = "random"
+    #: --num_random (shared with Monte Carlo) when --max_trials is not given.
+    flags = (StrategyFlag("num_random", 50, "Random samples (paper: 50).", argument="num_samples",
+                          low=0),)
+    flag_budget = True
 
     def __init__(self, num_samples: int = 50, *, fidelity: str = "full",
                  max_rejections: int = 2000):

@@ -30,6 +30,7 @@ from keras_cnas.costs.penalty import CostPenalty
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.strategies._common import check_count, check_fidelity
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
+from keras_cnas.strategies.flags import CONTROLLER_FLAGS
 from keras_cnas.trial import Candidate, Trial
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ class Reinforce(Strategy):
 
     name = "reinforce"
     budget_field = "num_trials"
+    flags = CONTROLLER_FLAGS
+    flag_budget = True
 
     def __init__(self, config: ReinforceConfig | None = None, **fields: Any):
         if config is None:

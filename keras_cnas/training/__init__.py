@@ -30,8 +30,10 @@ _LAZY = {
     "TractionCallback": "keras_cnas.training.callbacks",
     "TrialTimeLimit": "keras_cnas.training.callbacks",
     "RewardPenalty": "keras_cnas.training.reward",
-    "BEnasConfig": "keras_cnas.training.benas",
-    "BEnasSearch": "keras_cnas.training.benas",
+    # B-ENAS moved to strategies.benas (its config) and engine.benas (its driver, which runs
+    # the engine's loop); these names stay for code written against keras_cnas.training.
+    "BEnasConfig": "keras_cnas.strategies.benas",
+    "BEnasSearch": "keras_cnas.engine.benas",
     "SharedCellSupernet": "keras_cnas.training.supernet",
     "Ensemble": "keras_cnas.training.ensemble",
     "majority_vote": "keras_cnas.training.ensemble",

@@ -22,8 +22,10 @@ from keras_cnas.training.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRec
 SPACE_NAMES = ("descriptor", "blockset", "enas_cell", "hyper")
 #: --dataset values beyond the registered datasets: a folder of images per class.
 FOLDER_DATASET = "folder"
-#: --strategy values: the registered strategies (B-ENAS among them).
-STRATEGY_NAMES = tuple(STRATEGIES.names())
+#: --strategy values: the registered ask/tell strategies, then those run by their own
+#: driver (B-ENAS), as the usage message has always listed them.
+STRATEGY_NAMES = tuple(sorted(STRATEGIES.names(),
+                              key=lambda name: (STRATEGIES.get(name).driver is not None, name)))
 #: Costs measured on each trial's TFLite artifact; a --max_<cost> bound on one of them
 #: switches the evaluator's measurement on (keras_cnas.export.MEASURED_COSTS).
 MEASURED_BOUNDS = ("tflite_bytes", "arena_bytes", "latency_ms")

@@ -27,7 +27,6 @@ from the last finished epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -43,7 +42,7 @@ from keras_cnas.data import Dataset
 from keras_cnas.engine.callbacks import CallbackList, ProgressPrinter, SearchCallback
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.spaces.enas_cell import EnasCellSpace, EnasNet
-from keras_cnas.strategies.benas import SELECT_RULES, BEnas, BEnasConfig
+from keras_cnas.strategies.benas import BEnas, BEnasConfig
 
 logger = logging.getLogger(__name__)
 

@@ -46,8 +46,9 @@ FLAGS = flags.FLAGS
 def run(data, priced: bool, workdir: pathlib.Path) -> dict:
     space = cnas.spaces.DescriptorSpace((28, 28, 1), 10, max_conv_layers=4, max_filters=64,
                                         max_fc_layers=2, max_hidden=256)
-    evaluator = cnas.training.KerasEvaluator(data, traction_epochs=1, full_epochs=3, patience=2,
-                                             batch_size=64, measure=("arena_bytes", "tflite_bytes"))
+    evaluator = cnas.training.KerasEvaluator(
+        data, fidelity=cnas.training.Fidelity(traction_epochs=1, full_epochs=3, patience=2),
+        batch_size=64, measurement=cnas.training.Measurement(("arena_bytes", "tflite_bytes")))
     random = FLAGS.trials // 2
     strategy = cnas.strategies.MonteCarlo(num_random=random, num_adaptive=FLAGS.trials - random - 1,
                                           num_full=1)

@@ -35,8 +35,9 @@ flags.DEFINE_integer("repeats", 2, "Alternating search / bare rounds.", lower_bo
 
 
 def run_search(space, data, seed: int) -> tuple[float, list]:
-    evaluator = cnas.training.KerasEvaluator(data, traction_epochs=FLAGS.epochs,
-                                             batch_size=FLAGS.batch_size)
+    evaluator = cnas.training.KerasEvaluator(
+        data, fidelity=cnas.training.Fidelity(traction_epochs=FLAGS.epochs),
+        batch_size=FLAGS.batch_size)
     strategy = RandomSearch(num_samples=FLAGS.trials, fidelity="traction")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as search_dir:

@@ -60,8 +60,9 @@ def machine_parallelism() -> float:
 
 def run(space, data, workers: int) -> tuple[float, int]:
     """Wall seconds of one search with ``workers`` trials at once; completed trials."""
-    evaluator = cnas.training.KerasEvaluator(data, traction_epochs=FLAGS.epochs,
-                                             batch_size=FLAGS.batch_size)
+    evaluator = cnas.training.KerasEvaluator(
+        data, fidelity=cnas.training.Fidelity(traction_epochs=FLAGS.epochs),
+        batch_size=FLAGS.batch_size)
     runner = RayRunner(cpus_per_trial=1, threads_per_trial=1, max_concurrent_trials=workers)
     with tempfile.TemporaryDirectory() as search_dir:
         started = time.perf_counter()

@@ -112,7 +112,8 @@ def run_keras_cnas(data, workdir: str) -> dict:
     space = cnas.spaces.HyperSpace(build_model, input_shape=data.input_shape,
                                    num_classes=data.num_classes)
     evaluator = cnas.training.KerasEvaluator(
-        data, objective="val_accuracy", full_epochs=FLAGS.epochs, patience=FLAGS.epochs,
+        data, objective="val_accuracy",
+        fidelity=cnas.training.Fidelity(full_epochs=FLAGS.epochs, patience=FLAGS.epochs),
         batch_size=FLAGS.batch_size, augment=False)
     started = time.perf_counter()
     result = cnas.search(space, cnas.Constraints(max_params=FLAGS.cap),

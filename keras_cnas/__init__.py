@@ -18,7 +18,8 @@ from keras_cnas._lazy import lazy_attributes
 from keras_cnas import costs, engine, spaces, strategies
 from keras_cnas import _plugins  # noqa: F401  registers the hyper estimator, device presets
 from keras_cnas.costs import Constraints, CostReport, estimate
-from keras_cnas.engine import SearchResult, search
+from keras_cnas.api import search
+from keras_cnas.engine import SearchResult
 from keras_cnas.errors import (
     DataError,
     InfeasibleConstraintsError,

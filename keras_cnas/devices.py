@@ -27,7 +27,8 @@ In Python, a device's budget and measurement go to the search and the evaluator:
 
     board = get_device("nrf52840")
     cnas.search(space, board.constraints(), data=data,
-                evaluator=cnas.training.KerasEvaluator(data, **board.evaluator_kwargs()))
+                evaluator=cnas.training.KerasEvaluator(
+                    data, measurement=cnas.training.Measurement.for_device(board)))
 
 Example:
     >>> from keras_cnas.devices import get_device
@@ -122,17 +123,6 @@ class Device:
         """The hard bounds of this target (``max_arena_bytes``, ``max_tflite_bytes``)."""
         return Constraints(max_arena_bytes=self.max_arena_bytes,
                            max_tflite_bytes=self.max_tflite_bytes)
-
-    def evaluator_kwargs(self) -> dict[str, Any]:
-        """``KerasEvaluator`` settings that measure this target's costs on the artifact it
-        runs, so that :meth:`constraints` can be checked on every trained candidate.
-
-        Example:
-            >>> get_device("rp2040").evaluator_kwargs()
-            {'measure': ('tflite_bytes', 'arena_bytes'), 'export_quantize': 'int8', 'export_int8_io': True}
-        """
-        return {"measure": self.measured_costs, "export_quantize": self.quantize,
-                "export_int8_io": self.int8_io and self.quantize == "int8"}
 
     def with_reserve(self, *, sram_bytes: int | None = None,
                      flash_bytes: int | None = None) -> "Device":

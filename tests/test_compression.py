@@ -88,7 +88,7 @@ def test_group_lasso_drives_whole_filters_to_exactly_zero_on_a_toy_problem():
                               L.Conv2D(24, 3, padding="same", activation="relu", name="conv"),
                               L.Flatten(), L.Dense(10, activation="softmax")])
     keras.utils.set_random_seed(0)
-    training = TrainingConfig(epochs=8, batch_size=32, learning_rate=0.05, optimizer="sgd")
+    training = TrainingConfig(epochs=8, batch_size=32, learning_rate=0.05, optimizer="sgd_nesterov")
     graph = ChannelGraph(model)
     lasso = ChannelGroupLasso(model, graph, l=0.1)
     fit(model, data, training, callbacks=[ProximalStep(lasso)])
@@ -174,7 +174,7 @@ def test_prune_to_bounds_meets_the_bound_exactly_priced_and_refuses_the_impossib
 def test_training_config_rejects_bad_values_naming_them():
     with pytest.raises(ValueError, match="epochs: expected a non-negative integer, got -1"):
         TrainingConfig(epochs=-1)
-    with pytest.raises(ValueError, match="optimizer: expected one of \\('adam', 'sgd'\\)"):
+    with pytest.raises(ValueError, match="optimizer: expected one of \\('adam', 'sgd_nesterov'\\)"):
         TrainingConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="learning_rate: expected a positive number"):
         TrainingConfig(learning_rate=0)

@@ -88,3 +88,57 @@ def test_search_flags_select_the_recipe():
         cli.optimizer_kwargs({**flags, "lr_decay_epochs": ["four"]})
     with pytest.raises(app.UsageError, match="--lr_decay_epochs: expected increasing"):
         cli.optimizer_kwargs({**flags, "lr_decay_epochs": ["7", "4"]})
+
+
+# --- the evaluator's typed pieces ---------------------------------------------------------------
+
+
+def test_keras_evaluator_from_typed_pieces_equals_the_flat_keywords():
+    from keras_cnas.training import Fidelity, KerasEvaluator, Measurement
+
+    pieces = KerasEvaluator({"name": "digits"}, recipe=RCAS_RECIPE,
+                            fidelity=Fidelity(traction_epochs=1, full_epochs=4, patience=2),
+                            measurement=Measurement(("tflite_bytes",), quantize="none"))
+    flat = KerasEvaluator({"name": "digits"}, **RCAS_RECIPE.get_config(), traction_epochs=1,
+                          full_epochs=4, patience=2, measure=("tflite_bytes",),
+                          export_quantize="none")
+    assert pieces.get_config() == flat.get_config()
+    assert pieces.get_config()["full_epochs"] == 4 and pieces.get_config()["optimizer"] == "sgd_nesterov"
+    assert pieces.reported_costs == ("train_seconds", "tflite_bytes")
+    assert pieces.export_target.quantize == "none"
+    from keras_cnas.training import Evaluator
+
+    rebuilt = Evaluator.from_json_config(pieces.to_json_config())
+    assert rebuilt.fidelity == pieces.fidelity and rebuilt.measurement == pieces.measurement
+    assert rebuilt.recipe == RCAS_RECIPE
+
+
+def test_a_piece_and_its_flat_fields_together_or_an_unknown_field_are_refused():
+    from keras_cnas.training import Fidelity, KerasEvaluator
+
+    with pytest.raises(ValueError, match="full_epochs: set in fidelity=Fidelity"):
+        KerasEvaluator({"name": "digits"}, fidelity=Fidelity(), full_epochs=3)
+    with pytest.raises(TypeError, match="unknown argument\\(s\\) full_epoch;"):
+        KerasEvaluator({"name": "digits"}, full_epoch=3)
+    with pytest.raises(ValueError, match="fidelity: expected a Fidelity, got dict"):
+        KerasEvaluator({"name": "digits"}, fidelity={"full_epochs": 3})
+    with pytest.raises(ValueError, match="patience: expected a non-negative integer, got -1"):
+        Fidelity(patience=-1)
+
+
+def test_a_devices_measurement_is_what_its_board_runs():
+    from keras_cnas.training import Measurement
+
+    phone = Measurement.for_device("phone")
+    assert "latency_ms" in phone.costs and phone.quantize == "int8" and not phone.int8_io
+    board = Measurement.for_device("rp2040")
+    assert board.costs == ("tflite_bytes", "arena_bytes") and board.int8_io
+
+
+def test_compression_training_builds_its_optimizer_through_the_same_recipe():
+    from keras_cnas.compression.training import TrainingConfig
+
+    config = TrainingConfig(learning_rate=0.05, optimizer="sgd_nesterov")
+    assert config.recipe == OptimizerRecipe("sgd_nesterov", 0.05)
+    optimizer = config.recipe.make_optimizer()
+    assert optimizer.nesterov and float(optimizer.momentum) == pytest.approx(0.9)

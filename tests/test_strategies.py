@@ -92,6 +92,8 @@ SMALL = {
 #: Strategies over sets of elements (they need a space with an empty choice, ignore seeds
 #: and plan no fixed budget): tested in tests/test_lazy_greedy.py.
 SET_STRATEGIES = ("lazy_greedy", "rcas")
+#: Strategies the engine hands to their own driver (weight sharing): tests/test_benas.py.
+DRIVEN_STRATEGIES = ("benas",)
 
 
 def make(name: str, **overrides) -> Strategy:
@@ -186,7 +188,7 @@ def test_importing_strategies_does_not_import_tensorflow():
 
 
 def test_every_registered_strategy_has_a_small_budget_here():
-    assert sorted([*SMALL, *SET_STRATEGIES]) == STRATEGIES.names()
+    assert sorted([*SMALL, *SET_STRATEGIES, *DRIVEN_STRATEGIES]) == STRATEGIES.names()
 
 
 @pytest.fixture(params=sorted(SMALL))

@@ -135,11 +135,11 @@ def main(argv):
                "dataset": {"name": data.name, "train": len(data.y_train),
                            "validation": len(data.y_val), "test": len(data.y_test)}}
     if FLAGS.export:
-        from keras_cnas.export import ExportConstraintError, MicroError, export_model
+        from keras_cnas.export import ExportConstraintError, ExportOptions, MicroError, export_model
 
         try:
-            summary["export"] = export_model(to_export, out, FLAGS.export, data,
-                                             latency_runs=20, seed=FLAGS.seed)
+            options = ExportOptions(FLAGS.export, latency_runs=20, seed=FLAGS.seed)
+            summary["export"] = export_model(to_export, out, options, data).to_dict()
         except (ExportConstraintError, MicroError, ValueError) as e:
             sys.exit(f"error: export: {e}")
         summary["export"].pop("latency", None)

@@ -119,7 +119,7 @@ def main(argv):
 
     with _stdout_to_stderr():
         from keras_cnas.data import load
-        from keras_cnas.export import ExportConstraintError, MicroError, export_model
+        from keras_cnas.export import ExportConstraintError, ExportOptions, MicroError, export_model
 
         data = None
         if FLAGS.dataset:
@@ -129,13 +129,13 @@ def main(argv):
             except DataError as e:
                 raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}") from None
         try:
-            report = export_model(model, out, FLAGS.quantize, data, micro=FLAGS.micro,
-                                  constraints=constraints, int8_io=FLAGS.int8_io,
-                                  qat=FLAGS.qat_epochs > 0, qat_epochs=FLAGS.qat_epochs or 2,
-                                  max_int8_drop=FLAGS.max_int8_drop,
-                                  arena_headroom_bytes=FLAGS.arena_headroom,
-                                  num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
-                                  seed=FLAGS.seed)
+            options = ExportOptions(FLAGS.quantize, micro=FLAGS.micro, int8_io=FLAGS.int8_io,
+                                    qat=FLAGS.qat_epochs > 0, qat_epochs=FLAGS.qat_epochs or 2,
+                                    max_int8_drop=FLAGS.max_int8_drop,
+                                    arena_headroom_bytes=FLAGS.arena_headroom,
+                                    num_threads=FLAGS.num_threads,
+                                    latency_runs=FLAGS.latency_runs, seed=FLAGS.seed)
+            report = export_model(model, out, options, data, constraints=constraints).to_dict()
         except ExportConstraintError as e:  # name the bounds it broke
             bounds = ", ".join(f"--max_{v.cost}={FLAGS[f'max_{v.cost}'].value}"
                                if f"max_{v.cost}" in FLAGS else v.cost for v in e.violations)

@@ -47,7 +47,6 @@ import keras_cnas as cnas  # noqa: E402
 from keras_cnas.cli import search as cli  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import DEFAULT_MAX_INT8_DROP  # noqa: E402
-from keras_cnas.strategies import STRATEGIES  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
 from keras_cnas.errors import DataError  # noqa: E402
 
@@ -124,42 +123,10 @@ flags.DEFINE_enum("export", None, list(cli.EXPORT_QUANTIZATIONS),
 # Strategy
 flags.DEFINE_enum("strategy", "bayesopt", cli.STRATEGY_NAMES, "Search strategy (default: "
                   "the tabular benchmark's winner, see docs/results.md; benas: B-ENAS with "
-                  "weight sharing, for --space=enas_cell).")
-flags.DEFINE_enum("cost_rule", "apr", ["uc", "apr", "amr"], "Lazy greedy: gain per nothing (uc), "
-                  "per parameter (apr) or per multiply-add (amr); rcas runs all three.")
-flags.DEFINE_integer("num_random", 50, "Monte Carlo: random samples (paper: 50).", lower_bound=0)
-flags.DEFINE_integer("num_adaptive", 50, "Monte Carlo: adaptive samples at traction (paper: 50).",
-                     lower_bound=0)
-flags.DEFINE_integer("num_full", 20, "Monte Carlo: adaptive samples trained fully (paper: 20).",
-                     lower_bound=0)
-flags.DEFINE_integer("n_best", 1, "Monte Carlo: move from one of the N best (§3.5).", lower_bound=1)
-flags.DEFINE_integer("population_size", 20, "Evolution: population size.", lower_bound=1)
-flags.DEFINE_integer("sample_size", 5, "Evolution: tournament size.", lower_bound=1)
-flags.DEFINE_float("alpha", 0.1, "Reinforce / B-ENAS: weight of the cost penalty in the reward "
-                   "accuracy - alpha * penalty (paper: 0.1).", lower_bound=0)
-flags.DEFINE_float("penalty_beta", 1.0, "Reinforce / B-ENAS: slope of the penalty above a bound "
-                   "(eq. 3's beta; paper: 1).", lower_bound=0)
-flags.DEFINE_list("penalty_bounds", [], "Reinforce / B-ENAS: soft bounds cost=U penalised in the "
-                  "reward on top of the hard --max_* bounds, e.g. train_seconds=30,params=50000.")
-flags.DEFINE_float("controller_learning_rate", 1e-3, "Reinforce / B-ENAS: controller Adam step "
-                   "(paper: 1e-3).", lower_bound=1e-9)
-flags.DEFINE_float("entropy_weight", 0.1, "Reinforce / B-ENAS: entropy bonus in the reward.",
-                   lower_bound=0)
-flags.DEFINE_integer("lstm_size", 64, "Reinforce / B-ENAS: controller LSTM width.", lower_bound=1)
-flags.DEFINE_integer("benas_epochs", 10, "B-ENAS: epochs of shared-weights + controller training.",
-                     lower_bound=1)
-flags.DEFINE_integer("child_steps", None, "B-ENAS: shared-weights steps per epoch (default: one "
-                     "pass over the training split).", lower_bound=1)
-flags.DEFINE_integer("controller_samples", 20, "B-ENAS: cells scored per controller training.",
-                     lower_bound=1)
-flags.DEFINE_integer("select_samples", 10, "B-ENAS: feasible cells SelectCell compares (paper: 10).",
-                     lower_bound=1)
-flags.DEFINE_enum("select_by", "accuracy_x_cost", ["accuracy_x_cost", "accuracy"],
-                  "B-ENAS: SelectCell's ranking (paper: accuracy x cost).")
-flags.DEFINE_integer("final_layers", 11, "B-ENAS: cells of the final network (paper: 11).",
-                     lower_bound=1)
-flags.DEFINE_integer("final_filters", None, "B-ENAS: stem width of the final network (default: "
-                     "--filters).", lower_bound=1)
+                  "weight sharing, for --space=enas_cell). Its flags are in the 'strategy "
+                  "<name>' groups below.")
+# Each strategy's own flags, declared next to it (keras_cnas.strategies.flags).
+STRATEGY_GROUPS = cli.define_strategy_flags()
 # Training
 flags.DEFINE_integer("traction_epochs", 3, "Epochs of a traction (early) evaluation.", lower_bound=1)
 flags.DEFINE_integer("full_epochs", 30, "Most epochs of a full evaluation.", lower_bound=1)
@@ -210,6 +177,29 @@ flags.DEFINE_integer("top_k_export", 0, "Retrain the N best on train + validatio
                      "best/ and top/<rank>-<id>/.", lower_bound=0)
 flags.DEFINE_integer("ensemble_size", 0, "Also save every trial's model and report the test "
                      "accuracy of the best N voting by majority (the paper's ensemble).", lower_bound=0)
+#: --help groups (the strategies' come from cli.define_strategy_flags); a new flag goes in one.
+HELP_GROUPS = {
+    "data": ["dataset", "data_dir", "image_size", "color_mode", "data_fn", "augment",
+             "validation_split", "max_train_examples"],
+    "space": ["space", "max_conv_layers", "max_filters", "max_fc_layers", "max_hidden",
+              "width_multiplier", "stage_positions", "hypermodel", "head_filters", "num_layers",
+              "filters", "max_blocks"],
+    "constraints and export": ["device", *(f"max_{c}" for c in cli.BOUND_COSTS), "max_fraction",
+                               "reference", "int8_io", "micro", "max_int8_drop", "qat_epochs",
+                               "arena_headroom", "export"],
+    "strategy": ["strategy"],
+    "training": ["traction_epochs", "full_epochs", "patience", "batch_size", "learning_rate",
+                 "optimizer", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_factor",
+                 "rcas_recipe", "objective", "callbacks", "beta", "regularizer",
+                 "trial_time_limit"],
+    "search": ["max_trials", "seed", "search_dir", "resume", "overwrite", "finalize",
+               "top_k_export", "ensemble_size"],
+    "runner": ["workers", "runner", "ray_address", "cpus_per_trial", "gpus_per_trial"],
+}
+common.group_flags({**{g: HELP_GROUPS[g] for g in ("data", "space", "constraints and export",
+                                                   "strategy")},
+                    **{g: [] for g in STRATEGY_GROUPS},
+                    **{g: HELP_GROUPS[g] for g in ("training", "search", "runner")}})
 flags.register_multi_flags_validator(
     ["resume", "overwrite"], lambda f: not (f["resume"] and f["overwrite"]),
     message="pass at most one of --resume and --overwrite")
@@ -267,9 +257,7 @@ def main(argv):
     # --data_fn or --augment gives the data in memory (workers get it as an .npz).
     data, source = cli.make_data(values)
     space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
-    benas = FLAGS.strategy == "benas"
-    strategy = (cli.make_benas(space, constraints, values) if benas
-                else STRATEGIES.get(FLAGS.strategy)(**cli.strategy_kwargs(FLAGS.strategy, values)))
+    strategy = cli.make_strategy(FLAGS.strategy, space, values)
     try:
         evaluator = cnas.training.KerasEvaluator(source, save_models=FLAGS.ensemble_size > 0,
                                                  **cli.evaluator_kwargs(values))
@@ -284,16 +272,12 @@ def main(argv):
     cnas.engine.search_dir.SearchDirLock(search_dir)
     cli.write_flags(search_dir, values, starting=not (FLAGS.resume or FLAGS.overwrite))
     # Errors (infeasible bounds, a search_dir in use, no Ray at --ray_address...) become one
-    # line in cli.common.run.
-    if benas:
-        result = strategy.run(data, search_dir, evaluator=evaluator, resume=FLAGS.resume,
-                              overwrite=FLAGS.overwrite, finalize=FLAGS.finalize,
-                              config_extra=extra, runner=runner)
-    else:
-        result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
-                             max_trials=FLAGS.max_trials, search_dir=search_dir, runner=runner,
-                             seed=FLAGS.seed, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                             finalize=FLAGS.finalize, config_extra=extra)
+    # line in cli.common.run. B-ENAS takes this path too (the engine runs its driver).
+    result = cnas.search(space, constraints, strategy=strategy, evaluator=evaluator,
+                         max_trials=FLAGS.max_trials,
+                         search_dir=search_dir, runner=runner, seed=FLAGS.seed,
+                         resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                         finalize=FLAGS.finalize, config_extra=extra)
     cli.write_flags(search_dir, values)
     if FLAGS.ensemble_size and result.best is not None:
         ensemble = result.ensemble(FLAGS.ensemble_size)
@@ -307,27 +291,28 @@ def main(argv):
         print("best model (retrained on train + validation): " + ", ".join(
             f"{k} {v:.4f}" for k, v in sorted(result.best_metrics.items()) if isinstance(v, float)))
     if export:
-        from keras_cnas.export import ExportConstraintError, MicroError
+        from keras_cnas.export import ExportConstraintError, ExportOptions, MicroError
 
         _, int8_io = cli.export_settings({**values, "export": export})
         try:
-            report = cli.export_best(search_dir, export, data, constraints, int8_io=int8_io,
-                                     micro=FLAGS.micro, max_int8_drop=FLAGS.max_int8_drop,
-                                     qat_epochs=FLAGS.qat_epochs,
-                                     arena_headroom_bytes=FLAGS.arena_headroom, seed=FLAGS.seed)
+            options = ExportOptions(export, int8_io=int8_io, micro=FLAGS.micro,
+                                    max_int8_drop=FLAGS.max_int8_drop, qat_epochs=FLAGS.qat_epochs,
+                                    arena_headroom_bytes=FLAGS.arena_headroom, seed=FLAGS.seed)
+            report = cli.export_best(search_dir, options, data, constraints)
         except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         print(cli.export_line(report))
     if FLAGS.top_k_export and result.best is not None:
-        from keras_cnas.export import ExportConstraintError, MicroError
+        from keras_cnas.export import ExportConstraintError, ExportOptions, MicroError
 
         try:
-            reports = cli.export_top(result, FLAGS.top_k_export, export or "int8", data,
-                                     constraints, seed=FLAGS.seed)
+            reports = cli.export_top(result, FLAGS.top_k_export,
+                                     ExportOptions(export or "int8", seed=FLAGS.seed), data,
+                                     constraints)
         except (ExportConstraintError, MicroError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: {e}")
         for rank, report in enumerate(reports, start=1):
-            print(f"top {rank} ({report['dir']}): {cli.export_line(report)}")
+            print(f"top {rank} ({report.out_dir}): {cli.export_line(report)}")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,45 @@ MAX_MESSAGE_CHARS = 600
 MAX_SPEC_BYTES = 4 * 2**20
 
 
+#: The flags that ask for help; with help groups, run() answers them itself.
+HELP_FLAGS = ("--help", "-help", "-?", "--helpshort", "-helpshort")
+_HELP_GROUPS: list[str] = []
+
+
+def group_flags(groups: Mapping[str, Sequence[str]], flag_values: Any = None) -> None:
+    """Files the named flags under ``--help`` groups (absl's per-module sections), moving
+    them out of the binary's own section, and makes ``--help`` print every group in order
+    (including groups defined elsewhere with ``module_name=``, such as the strategies').
+
+    Raises:
+        ValueError: a named flag does not exist.
+    """
+    fv = flag_values if flag_values is not None else FLAGS
+    by_module = fv.flags_by_module_dict()
+    for group, names in groups.items():
+        for name in names:
+            if name not in fv:
+                raise ValueError(f"group_flags: no flag --{name} to put in group {group!r}")
+            flag = fv[name]
+            owner = fv.find_module_defining_flag(name)
+            if owner in by_module and flag in by_module[owner]:
+                by_module[owner].remove(flag)
+            fv.register_flag_by_module(group, flag)
+        if group not in _HELP_GROUPS:
+            _HELP_GROUPS.append(group)
+
+
+def help_text(groups: Sequence[str], flag_values: Any = None) -> str:
+    """The grouped ``--help``: the binary's docstring, then each group's flags."""
+    fv = flag_values if flag_values is not None else FLAGS
+    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    sections = [fv.module_help(group) for group in groups]
+    return "\n".join([doc, *sections, "", "Try --helpfull to get a list of all flags."])
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
-        blame: Mapping[type[BaseException], str] | None = None) -> NoReturn:
+        blame: Mapping[type[BaseException], str] | None = None,
+        help_groups: Sequence[str] = ()) -> NoReturn:
     """``absl.app.run(main)`` with one-line errors and exit codes (see the module docstring).
 
     Args:
@@ -56,6 +93,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
         argv: default ``sys.argv``.
         blame: exception type -> flag name, for messages that name no flag, e.g.
             ``{DataError: "data_dir"}``.
+        help_groups: more ``--help`` groups after those of :func:`group_flags`, in order.
 
     Example:
         >>> if __name__ == "__main__":  # doctest: +SKIP
@@ -90,6 +128,11 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
         finally:
             signal.signal(signal.SIGTERM, previous)
 
+    args = list(argv) if argv is not None else list(sys.argv)
+    groups = [*_HELP_GROUPS, *(g for g in help_groups if g not in _HELP_GROUPS)]
+    if groups and any(a in HELP_FLAGS for a in args[1:]):
+        print(help_text(groups))
+        raise SystemExit(0)
     app.run(guarded, argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
     raise AssertionError("unreachable: app.run exits")  # pragma: no cover
 

@@ -21,13 +21,16 @@ from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Space, reference
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
 from keras_cnas.strategies import STRATEGIES
+from keras_cnas.strategies.flags import StrategyFlag, parse_penalty_bounds
 from keras_cnas.training.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRecipe
 
 SPACE_NAMES = ("descriptor", "blockset", "enas_cell", "hyper")
 #: --dataset values beyond the registered datasets: a folder of images per class.
 FOLDER_DATASET = "folder"
-#: --strategy values: the registered strategies and B-ENAS, which drives its own loop.
-STRATEGY_NAMES = (*STRATEGIES.names(), "benas")
+#: --strategy values: the registered ask/tell strategies, then those run by their own
+#: driver (B-ENAS), as the usage message has always listed them.
+STRATEGY_NAMES = tuple(sorted(STRATEGIES.names(),
+                              key=lambda name: (STRATEGIES.get(name).driver is not None, name)))
 #: Costs measured on each trial's TFLite artifact; a --max_<cost> bound on one of them
 #: switches the evaluator's measurement on.
 MEASURED_BOUNDS = MEASURED_COSTS
@@ -233,90 +236,112 @@ def resolve_constraints(flags: Mapping[str, Any]) -> tuple[Constraints, dict[str
     return budget, sources
 
 
+def strategy_flags() -> dict[str, tuple[StrategyFlag, list[str]]]:
+    """Every flag the registered strategies declare, once: name -> (declaration, the
+    strategies that use it). A name two strategies share must be declared alike.
+
+    Example:
+        >>> strategy_flags()["num_random"][1]
+        ['montecarlo', 'random']
+    """
+    out: dict[str, tuple[StrategyFlag, list[str]]] = {}
+    for name in STRATEGIES.names():
+        for flag in STRATEGIES.get(name).flags:
+            if flag.name in out:
+                known = out[flag.name][0]
+                if (known.default, known.kind, known.low, known.high, tuple(known.choices)) != (
+                        flag.default, flag.kind, flag.low, flag.high, tuple(flag.choices)):
+                    raise ValueError(f"--{flag.name}: declared differently by strategies "
+                                     f"{out[flag.name][1]} and {name!r}; declare it once")
+                out[flag.name][1].append(name)
+            else:
+                out[flag.name] = (flag, [name])
+    return out
+
+
+def define_strategy_flags(flag_values: Any = None) -> list[str]:
+    """Defines the strategies' flags (absl), each in the ``--help`` group of the strategies
+    that use it ("strategy montecarlo, random"); returns the group names in order."""
+    from absl import flags as absl_flags
+
+    fv = flag_values if flag_values is not None else absl_flags.FLAGS
+    groups: list[str] = []
+    for flag, owners in strategy_flags().values():
+        group = f"strategy {', '.join(owners)}"
+        groups += [] if group in groups else [group]
+        common_args = {"flag_values": fv, "module_name": group}
+        if flag.kind == "enum":
+            absl_flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help,
+                                   **common_args)
+        elif flag.kind == "list":
+            absl_flags.DEFINE_list(flag.name, flag.default, flag.help, **common_args)
+        else:
+            define = absl_flags.DEFINE_integer if flag.kind == "integer" else absl_flags.DEFINE_float
+            define(flag.name, flag.default, flag.help, lower_bound=flag.low,
+                   upper_bound=flag.high, **common_args)
+    return groups
+
+
 def strategy_kwargs(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The flags that configure strategy ``name``."""
-    if name == "montecarlo":
-        return {"num_random": flags["num_random"], "num_adaptive": flags["num_adaptive"],
-                "num_full": flags["num_full"], "n_best": flags["n_best"]}
-    if name == "random":
-        return {"num_samples": flags.get("max_trials") or flags["num_random"]}
-    if name == "lazy_greedy":
-        return {"cost_rules": (flags.get("cost_rule") or "apr",)}
-    if name == "reinforce":
-        return {"num_trials": flags.get("max_trials") or 100, **controller_kwargs(flags)}
-    if name == "evolution":
-        return {"num_trials": flags.get("max_trials") or 100,
-                "population_size": flags["population_size"],
-                "sample_size": min(flags["sample_size"], flags["population_size"])}
-    return {}
+    """The constructor arguments of strategy ``name`` from its declared flags.
 
-
-def make_benas(space: Space, constraints: Constraints, flags: Mapping[str, Any]) -> Any:
-    """``--strategy=benas``: a :class:`~keras_cnas.training.benas.BEnasSearch` from the flags."""
-    from keras_cnas.spaces import EnasCellSpace
-    from keras_cnas.training.benas import BEnasConfig, BEnasSearch
-
-    if not isinstance(space, EnasCellSpace):
-        raise app.UsageError(f"--strategy=benas searches ENAS cells with shared weights; got "
-                             f"--space={flags.get('space')}: use --space=enas_cell (or "
-                             "--strategy=reinforce for the controller without weight sharing)")
-    controller = controller_kwargs(flags)
+    Raises:
+        app.UsageError: ``name`` is not a registered strategy (listing the known ones), or
+            a flag's value is malformed.
+    """
     try:
-        config = BEnasConfig(
-            epochs=flags["benas_epochs"], child_steps=flags.get("child_steps"),
-            batch_size=flags["batch_size"], controller_samples=flags["controller_samples"],
-            alpha=controller["alpha"], beta=controller["beta"],
-            penalty_bounds=controller["penalty_bounds"],
-            entropy_weight=controller["entropy_weight"], lstm_size=controller["lstm_size"],
-            controller_learning_rate=controller["learning_rate"],
-            select_samples=flags["select_samples"], select_by=flags["select_by"],
-            final_layers=flags["final_layers"], final_filters=flags.get("final_filters"),
-            seed=flags.get("seed", 0))
+        cls = STRATEGIES.get(name)
+    except KeyError as e:
+        raise app.UsageError(f"--strategy={name}: {e.args[0] if e.args else e}") from None
+    try:
+        return cls.flag_arguments(flags)
     except ValueError as e:
         raise app.UsageError(f"--{e}") from None
-    return BEnasSearch(space, constraints, config)
+
+
+def make_strategy(name: str, space: Space, flags: Mapping[str, Any]) -> Any:
+    """``--strategy=name`` with its flags, checked against the space (B-ENAS needs ENAS
+    cells): the same path for every registered strategy."""
+    kwargs = strategy_kwargs(name, flags)
+    try:
+        strategy = STRATEGIES.get(name)(**kwargs)
+        strategy.check_space(space)
+    except ValueError as e:
+        raise app.UsageError(f"--strategy={name} with --space={flags.get('space')}: {e}") from None
+    return strategy
 
 
 def penalty_bounds(values: Sequence[str] | None) -> dict[str, float]:
     """``--penalty_bounds=train_seconds=30,params=5e4`` as ``{cost: bound}``."""
-    bounds: dict[str, float] = {}
-    for item in values or ():
-        name, _, bound = item.partition("=")
-        try:
-            bounds[name.strip()] = float(bound)
-        except ValueError:
-            raise app.UsageError(f"--penalty_bounds: expected cost=bound items such as "
-                                 f"train_seconds=30, got {item!r}") from None
-        if not name.strip() or not bounds[name.strip()] > 0:
-            raise app.UsageError(f"--penalty_bounds: {item!r}: name a cost and a positive bound, "
-                                 "e.g. train_seconds=30")
-    return bounds
-
-
-def controller_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The REINFORCE controller and reward flags (Reinforce, B-ENAS)."""
-    return {"alpha": flags.get("alpha", 0.1), "beta": flags.get("penalty_beta", 1.0),
-            "penalty_bounds": penalty_bounds(flags.get("penalty_bounds")),
-            "learning_rate": flags.get("controller_learning_rate", 1e-3),
-            "entropy_weight": flags.get("entropy_weight", 0.1),
-            "lstm_size": flags.get("lstm_size", 64)}
+    try:
+        return parse_penalty_bounds(values)
+    except ValueError as e:
+        raise app.UsageError(f"--{e}") from None
 
 
 def evaluator_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """``KerasEvaluator``'s arguments: its recipe, fidelity and measurement pieces and the
+    objective, from the training flags."""
     from keras_cnas.training.objective import Objective
+    from keras_cnas.training.settings import Fidelity, Measurement
 
     try:
         goal = Objective.parse(flags.get("objective") or "J")
     except ValueError as e:
         raise app.UsageError(f"--objective: {e}") from None
+    try:
+        fidelity = Fidelity(traction_epochs=flags["traction_epochs"],
+                            full_epochs=flags["full_epochs"], patience=flags["patience"])
+        measurement = Measurement.from_config(measurement_kwargs(flags))
+    except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
+        raise app.UsageError(str(e)) from None
     return {"objective": goal.name, "direction": goal.direction,
             "callbacks": list(flags.get("callbacks") or ()),
-            "augment": flags.get("augment") != "none",
-            "traction_epochs": flags["traction_epochs"], "full_epochs": flags["full_epochs"],
-            "patience": flags["patience"], "batch_size": flags["batch_size"],
+            "augment": flags.get("augment") != "none", "batch_size": flags["batch_size"],
             "beta": flags["beta"], "regularizer": flags["regularizer"],
             "time_limit_seconds": flags.get("trial_time_limit"),
-            **optimizer_kwargs(flags), **measurement_kwargs(flags)}
+            "recipe": OptimizerRecipe.from_config(optimizer_kwargs(flags)),
+            "fidelity": fidelity, "measurement": measurement}
 
 
 def optimizer_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -329,10 +354,10 @@ def optimizer_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:
         raise app.UsageError(f"--lr_decay_epochs: expected comma-separated epoch numbers such as "
                              f"4,7,9, got {','.join(flags['lr_decay_epochs'])}") from None
-    config = {"optimizer": flags.get("optimizer") or "adam",
-              "learning_rate": flags["learning_rate"], "momentum": flags.get("momentum", 0.9),
-              "weight_decay": flags.get("weight_decay") or 0.0, "lr_decay_epochs": decay_epochs,
-              "lr_decay_factor": flags.get("lr_decay_factor", 0.1)}
+    # Every optimizer flag has its default in tools/search.py: read them as given.
+    config = {"optimizer": flags["optimizer"], "learning_rate": flags["learning_rate"],
+              "momentum": flags["momentum"], "weight_decay": flags["weight_decay"],
+              "lr_decay_epochs": decay_epochs, "lr_decay_factor": flags["lr_decay_factor"]}
     try:
         return OptimizerRecipe.from_config(config).get_config()
     except ValueError as e:
@@ -372,12 +397,12 @@ def measurement_kwargs(flags: Mapping[str, Any]) -> dict[str, Any]:
     return {"measure": measure, "export_quantize": quantize, "export_int8_io": int8_io}
 
 
-def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
-                constraints: Constraints, **settings: Any) -> dict[str, Any]:
+def export_best(search_dir: pathlib.Path, options: Any, data: Any,
+                constraints: Constraints) -> Any:
     """``--export``: the finalized best model (``search_dir/best/model.keras``) to
-    ``search_dir/best/model.tflite`` (+ labels, ``export.json``; with ``micro=True`` the
-    TFLite Micro sources), re-checked against the search's constraints. ``settings`` go to
-    :func:`~keras_cnas.export.export_model` (``int8_io``, ``micro``, ``max_int8_drop``, ...).
+    ``search_dir/best/model.tflite`` (+ labels, ``export.json``; with ``micro`` the TFLite
+    Micro sources) as ``options`` (an :class:`~keras_cnas.export.ExportOptions`) say,
+    re-checked against the search's constraints; returns the ``ExportReport``.
     Raises ``ExportConstraintError`` if the artifact breaks a bound."""
     from keras_cnas.export import export_model
 
@@ -385,8 +410,8 @@ def export_best(search_dir: pathlib.Path, quantize: str, data: Any,
     if not (best / "model.keras").is_file():
         raise FileNotFoundError(f"--export: {best} holds no model.keras (the evaluator saved no "
                                 "model); nothing to export")
-    return export_model(best, best, quantize, constraints=constraints,
-                        class_names=data.class_names, **export_data(data), **settings)
+    return export_model(best, best, options, constraints=constraints,
+                        class_names=data.class_names, **export_data(data))
 
 
 def export_data(data: Any) -> dict[str, Any]:
@@ -397,23 +422,22 @@ def export_data(data: Any) -> dict[str, Any]:
     return {"data": data.arrays("validation"), "representative_data": data}
 
 
-def export_top(result: Any, n: int, quantize: str, data: Any,
-               constraints: Constraints, **settings: Any) -> list[dict[str, Any]]:
+def export_top(result: Any, n: int, options: Any, data: Any,
+               constraints: Constraints) -> list[Any]:
     """``--top_k_export=N``: the N best models retrained on train + validation
     (``best/``, ``top/<rank>-<id>/``), each exported to a verified ``model.tflite`` there
-    (``settings`` as for :func:`export_best`)."""
+    (``options`` as for :func:`export_best`); their ``ExportReport``s (``out_dir`` says
+    where)."""
     from keras_cnas.export import export_model
 
-    reports = []
-    for directory in result.finalize_top(n):
-        report = export_model(directory, directory, quantize, constraints=constraints,
-                              class_names=data.class_names, **export_data(data), **settings)
-        reports.append({"dir": str(directory), **report})
-    return reports
+    return [export_model(directory, directory, options, constraints=constraints,
+                         class_names=data.class_names, **export_data(data))
+            for directory in result.finalize_top(n)]
 
 
 def export_line(report: Mapping[str, Any]) -> str:
-    """One line on an export: size, arena, latency, accuracy."""
+    """One line on an export (an ``ExportReport`` or its dict): size, arena, latency,
+    accuracy."""
     io = " (int8 I/O)" if report.get("int8_io") else ""
     parts = [f"{report['quantize']}{io} model.tflite: {report['tflite_bytes']:,} bytes "
              f"({report['tflite_bytes'] / 1024:.1f} KiB)"]

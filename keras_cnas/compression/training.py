@@ -17,11 +17,10 @@ import numpy as np
 from keras_cnas._checks import is_int, is_real
 from keras_cnas._keras import keras
 from keras_cnas.data import Dataset
+from keras_cnas.training.optimizer import OPTIMIZERS, OptimizerRecipe
 
 __all__ = ["OPTIMIZERS", "TrainingConfig", "accuracy", "fit", "outputs_probabilities",
            "recalibrate_batch_norm"]
-
-OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +30,15 @@ class TrainingConfig:
     Attributes:
         epochs: passes over the training split (0: skip the phase).
         batch_size: mini-batch size.
-        learning_rate: Adam's step size.
+        learning_rate: the optimizer's step size.
         augment: apply the dataset's training augmentation.
         steps_per_epoch: cap on the steps of an epoch (None: the whole split), for quick
             runs on large data.
-        optimizer: ``"adam"``, or ``"sgd"`` (momentum 0.9, Nesterov): proximal methods
-            (group lasso, MorphNet) need plain gradient steps, whose size compares with the
-            proximal step; Adam rescales every coordinate to about the learning rate.
+        optimizer: ``"adam"``, or ``"sgd_nesterov"`` (momentum 0.9, Nesterov), the names of
+            :class:`~keras_cnas.training.optimizer.OptimizerRecipe`, which builds it
+            (:attr:`recipe`): proximal methods (group lasso, MorphNet) need plain gradient
+            steps, whose size compares with the proximal step; Adam rescales every coordinate
+            to about the learning rate.
 
     Example:
         >>> TrainingConfig(epochs=2, batch_size=64).steps(1000)   # 2 x ceil(1000 / 64)
@@ -68,9 +69,13 @@ class TrainingConfig:
                 or self.steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch: expected a positive integer or None, got "
                              f"{self.steps_per_epoch!r}")
-
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+
+    @property
+    def recipe(self) -> OptimizerRecipe:
+        """The optimizer as the search's evaluators build theirs (momentum 0.9, no decay)."""
+        return OptimizerRecipe(self.optimizer, self.learning_rate)
 
     def steps(self, num_examples: int) -> int:
         """Optimizer steps of the whole phase on ``num_examples`` training examples."""
@@ -98,9 +103,7 @@ def compile_model(model: Any, config: TrainingConfig, from_logits: bool | None =
     if from_logits is None:
         from_logits = not outputs_probabilities(model)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    optimizer = (keras.optimizers.Adam(config.learning_rate) if config.optimizer == "adam" else
-                 keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True))
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=config.recipe.make_optimizer(), loss=loss, metrics=["accuracy"])
 
 
 def fit(model: Any, data: Dataset, config: TrainingConfig, *, seed: int = 0,

@@ -5,7 +5,8 @@ first) and submit it; wait for finished trials; check their measured costs again
 constraints; tell the strategy; write trial + strategy state in one transaction. At the
 end: the best trial is finalized (retrained on train + validation and saved under
 ``search_dir/best/``, replaced atomically), ``summary.json`` is written and a table of the
-top trials printed. The whole search holds an exclusive lock on ``search_dir`` and deletes
+observers told (:mod:`keras_cnas.engine.callbacks`: the engine prints nothing itself;
+``keras_cnas.search`` adds the progress printer and TensorBoard). The whole search holds an exclusive lock on ``search_dir`` and deletes
 only what a search wrote there (:mod:`keras_cnas.engine.search_dir`).
 """
 
@@ -15,10 +16,11 @@ import collections
 import dataclasses
 import json
 import logging
+import numbers
 import pathlib
 import tempfile
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from keras_cnas.costs.deployment import DEPLOYMENT_COSTS
 from keras_cnas.costs.pricer import Pricer
 from keras_cnas import ranking
 from keras_cnas.engine import display
+from keras_cnas.engine.callbacks import CallbackList, Progress, SearchCallback, SearchInfo
 from keras_cnas.engine.runners import InProcessRunner, Runner
 from keras_cnas.engine.search_dir import (ENTRIES, Manifest, SearchDirError, SearchDirLock, check_path,
                                           recover_dir, replace_dir)
@@ -210,122 +213,107 @@ class SearchResult:
         return Ensemble.load(dirs)
 
 
-def search(space: Space, constraints: Constraints | None = None, *,
-           strategy: Strategy | None = None, evaluator: Evaluator | None = None,
-           data: Any = None, objective: Any = None, max_trials: int | None = None,
-           search_dir: str | pathlib.Path | None = None, runner: Runner | None = None,
-           seed: int = 0, resume: bool = False, overwrite: bool = False,
-           finalize: bool = True, verbose: bool = True, tensorboard: bool = True,
-           config_extra: Mapping[str, Any] | None = None,
-           price_deployment: bool = True) -> SearchResult:
-    """Searches ``space`` for the best architecture that meets ``constraints``.
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """How one search runs, validated in one place (``keras_cnas.search``'s keywords).
 
-    Args:
-        space: the search space.
-        constraints: hard upper bounds (analytic ones are checked before a candidate is
-            evaluated; measured ones, such as ``train_seconds``, on the result).
-        strategy: default ``BayesOpt()`` (Gaussian-process Bayesian optimisation; the
-            tabular benchmark in ``docs/results.md`` chose it).
-        evaluator: how candidates are scored; default ``KerasEvaluator(data)``.
-        data: the default evaluator's data: a ``keras_cnas.data.Dataset``, ``(x, y)`` NumPy
-            arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` pipelines) or an image
-            folder's path (see ``keras_cnas.data.as_dataset``).
-        objective: the default evaluator's objective: ``"J"`` (MIT-LL, the default),
-            ``"val_accuracy"``, ``"val_loss"`` or ``(metric, "min" | "max")``; with
-            ``evaluator=``, set it there.
-        max_trials: evaluated trials to run in total (resumed ones included): the
-            strategy's budget, which it scales its own phases to (``set_budget``); default:
-            the strategy's own phase counts decide. A strategy that ends before it (the
-            space exhausted, a converged policy) says why in the progress output and in
-            ``summary.json["ended_early"]``.
-        search_dir: where ``trials.db``, ``summary.json`` and ``best/`` go; a new temporary
-            directory if None. A directory holding a search is refused unless ``resume``
-            or ``overwrite``; so are an empty path, the current directory, home and ``/``.
-            The search holds an exclusive lock on it until it returns.
-        runner: default ``InProcessRunner()``; ``ProcessPoolRunner(workers=N)`` for the
-            asynchronous variant.
+    Attributes:
+        max_trials: evaluated trials in total (resumed ones included), or None: the
+            strategy's own phase counts decide.
+        search_dir: where the search is stored; None: a new temporary directory.
         seed: seeds the strategy and every trial (trial ``i`` uses ``seed + i``).
-        resume: continue the search stored in ``search_dir``; trials that were running
-            when it stopped are re-queued. Refused when there is no search to resume, or
-            when anything that changes a score differs: space, constraints, strategy,
-            seed, the evaluator's training settings, or the data (name, split sizes,
-            contents' fingerprint).
-        overwrite: delete what an earlier search wrote in ``search_dir`` (recorded in its
-            ``written.json``; nothing else) and start over.
+        resume: continue the search stored in ``search_dir``.
+        overwrite: delete what an earlier search wrote in ``search_dir`` and start over.
         finalize: retrain the best architecture on train + validation and save it.
-        verbose: print one line per finished trial and the table of top trials.
-        tensorboard: write each finished trial to ``search_dir/tensorboard`` (scalars and
-            an HParams session per trial, progress curves), live: ``tensorboard --logdir
-            search_dir/tensorboard`` (see ``keras_cnas.report.tensorboard``).
-        config_extra: JSON-compatible settings recorded in ``summary.json`` (e.g. flags).
-        price_deployment: price ``arena_bytes`` / ``tflite_bytes`` from the spec for the
-            evaluator's export (``evaluator.export_target``), so that their bounds are
-            checked before a candidate is trained. False checks them only on the measured
-            artifact after training (how searches ran before; ``benchmarks/device_budget.py``
-            compares the two).
-
-    Returns:
-        A :class:`SearchResult`.
-
-    Raises:
-        InfeasibleConstraintsError: the strategy found no feasible candidate (finished
-            trials stay in ``search_dir``).
-        UnknownCostError: a constraint bounds a cost nothing in this search reports.
-        SearchDirError: ``search_dir`` holds a search and neither resume nor overwrite,
-            another process is using it, or ``resume`` finds nothing (or another search).
-        SearchInterrupted: Ctrl-C; the finished trials are stored, resume continues.
-        FinalizeError: retraining the best failed; ``summary.json`` is written first.
+        price_deployment: price ``arena_bytes`` / ``tflite_bytes`` from the spec before
+            training (False: checked only on the measured artifact).
+        config_extra: JSON-compatible settings recorded in ``summary.json["config"]``.
 
     Example:
-        >>> import keras_cnas as cnas
-        >>> space = cnas.spaces.CategoricalSpace([3, 3, 3])
-        >>> table = {space.from_decisions([a, b, c]).key(): {"acc": (a + b + c) / 6}
-        ...          for a in range(3) for b in range(3) for c in range(3)}
-        >>> result = cnas.search(space, strategy=cnas.strategies.RandomSearch(num_samples=10),
-        ...                      evaluator=cnas.training.TabularEvaluator(table, metric="acc"),
-        ...                      verbose=False)
-        >>> len(result.trials), result.best.metrics["acc"] <= 1.0
-        (10, True)
+        >>> SearchConfig(max_trials=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_trials: expected a positive integer or None, got 0
     """
-    if objective is not None:
-        if evaluator is not None:
-            raise ValueError("objective: pass it to the evaluator you give "
-                             "(KerasEvaluator(..., objective=...)), not to search()")
-        evaluator = _default_evaluator(data, objective=objective)
-    return _Search(space, constraints or Constraints(), strategy, evaluator, data, max_trials,
-                   search_dir, runner, seed, resume, overwrite, finalize, verbose,
-                   dict(config_extra or {}), tensorboard, price_deployment).run()
+
+    max_trials: int | None = None
+    search_dir: pathlib.Path | None = None
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    finalize: bool = True
+    price_deployment: bool = True
+    config_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_trials is not None and (isinstance(self.max_trials, bool)
+                                            or not isinstance(self.max_trials, numbers.Integral)
+                                            or self.max_trials < 1):
+            raise ValueError(f"max_trials: expected a positive integer or None, got {self.max_trials!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        for name in ("resume", "overwrite", "finalize", "price_deployment"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite: pass at most one of them")
+        if not isinstance(self.config_extra, Mapping):
+            raise ValueError(f"config_extra: expected a mapping of JSON-compatible settings, got "
+                             f"{type(self.config_extra).__name__}")
+        if self.search_dir is not None:
+            object.__setattr__(self, "search_dir", check_path(self.search_dir))
+        object.__setattr__(self, "config_extra", dict(self.config_extra))
+
+
+def run_search(space: Space, constraints: Constraints | None = None, *,
+               strategy: Strategy | None = None, evaluator: Evaluator,
+               runner: Runner | None = None, config: SearchConfig = SearchConfig(),
+               callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
+    """The search loop with its observers; ``keras_cnas.search`` builds the default ones
+    (progress printer, TensorBoard) and calls this. It prints nothing itself: pass a
+    :class:`~keras_cnas.engine.callbacks.ProgressPrinter` to see progress.
+
+    A strategy with a ``driver`` (B-ENAS, which trains shared weights before any trial) is
+    handed the whole search: ``driver(space, constraints, strategy=, evaluator=, runner=,
+    config=, callbacks=)``, which runs this loop itself for its trials.
+
+    Returns and raises as :func:`keras_cnas.search`.
+    """
+    if strategy is not None and strategy.driver is not None:
+        from keras_cnas._imports import import_object
+
+        drive = import_object(strategy.driver, argument=f"{type(strategy).__name__}.driver")
+        return drive(space, constraints, strategy=strategy, evaluator=evaluator, runner=runner,
+                     config=config, callbacks=callbacks)
+    return _Search(space, constraints or Constraints(), strategy, evaluator, runner, config,
+                   CallbackList(callbacks)).run()
 
 
 class _Search:
-    def __init__(self, space, constraints, strategy, evaluator, data, max_trials, search_dir,
-                 runner, seed, resume, overwrite, finalize, verbose, config_extra,
-                 tensorboard=True, price_deployment=True):
-        if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
-                                       or max_trials < 1):
-            raise ValueError(f"max_trials: expected a positive integer or None, got {max_trials!r}")
-        if resume and overwrite:
-            raise ValueError("resume and overwrite: pass at most one of them")
-        self.space, self.constraints, self.seed = space, constraints, seed
+    def __init__(self, space: Space, constraints: Constraints, strategy: Strategy | None,
+                 evaluator: Evaluator, runner: Runner | None, config: SearchConfig,
+                 callbacks: CallbackList):
+        self.space, self.constraints, self.seed = space, constraints, config.seed
+        self.callbacks = callbacks
         self.strategy = strategy if strategy is not None else _default_strategy()
         # What identifies the search is the strategy as configured, not its budget: a
         # resume may raise max_trials (the strategy then plans for the new budget).
         self.strategy_config = self.strategy.get_config()
-        if max_trials is not None:
-            self.strategy.set_budget(max_trials)
-        self.evaluator = evaluator if evaluator is not None else _default_evaluator(data)
+        if config.max_trials is not None:
+            self.strategy.set_budget(config.max_trials)
+        self.evaluator = evaluator
         self.runner = runner if runner is not None else InProcessRunner()
-        self.max_trials, self.finalize, self.verbose = max_trials, finalize, verbose
-        self.resume, self.overwrite = resume, overwrite
-        self.search_dir = check_path(search_dir) if search_dir is not None else pathlib.Path(
+        self.max_trials, self.finalize = config.max_trials, config.finalize
+        self.resume, self.overwrite = config.resume, config.overwrite
+        self.search_dir = config.search_dir if config.search_dir is not None else pathlib.Path(
             tempfile.mkdtemp(prefix="keras_cnas_search_"))
-        self.config_extra = config_extra
-        self.tensorboard = tensorboard
+        self.config_extra = config.config_extra
         self._config: dict[str, Any] | None = None
         self.ended_early: dict[str, Any] | None = None
+        self._ended = False  # on_search_end was called
         # One pricer for the whole search: the strategy's checks, the rejection log and
         # each trial's recorded costs price a spec once, for the export the evaluator ships.
-        target = self.evaluator.export_target if price_deployment else None
+        target = self.evaluator.export_target if config.price_deployment else None
         self.pricer = Pricer(constraints, target=target, space=space)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -438,10 +426,13 @@ class _Search:
         if saved is not None:
             strategy.load_state_dict(saved)
         queue = collections.deque(store.unfinished())  # running when the last run stopped
+        total = self.max_trials if self.max_trials is not None else strategy.planned_trials
+        self.callbacks.on_search_begin(SearchInfo(
+            self.search_dir, self.evaluator.objective, self.evaluator.direction,
+            self.constraints, strategy.name, total, store.trials()))
         if queue:
             self._say(f"resuming: re-queuing trial(s) {[t.id for t in queue]} that were running")
         finished = store.count(TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.INFEASIBLE)
-        total = self.max_trials if self.max_trials is not None else strategy.planned_trials
         in_flight: dict[int, Trial] = {}
         started, exhausted = time.time(), False
         # Recent durations: phases differ in cost (traction vs full), so the ETA follows
@@ -449,7 +440,6 @@ class _Search:
         recent: collections.deque[float] = collections.deque(maxlen=10)
         error: BaseException | None = None
         runner.start(self.evaluator, self.search_dir)
-        board = self._open_tensorboard(store)
         try:
             while True:
                 while runner.free_slots() > 0:
@@ -488,38 +478,45 @@ class _Search:
                     self.record(trial, result)
                     strategy.tell(trial)
                     store.update(trial, strategy.state_dict())
-                    board = self._write_tensorboard(board, trial)
                     finished += 1
                     recent.append(trial.timings["seconds"])
-                    elapsed = time.time() - started
-                    per_trial = sum(recent) / len(recent) / max(1, runner.workers)
-                    self._say(display.progress_line(trial, finished, total, elapsed, per_trial,
-                                                      self.evaluator.objective, self.constraints))
+                    self.callbacks.on_trial_end(trial, Progress(
+                        finished, total, time.time() - started,
+                        sum(recent) / len(recent) / max(1, runner.workers)))
         except InfeasibleConstraintsError as e:
             store.add_rejections(pricer.take_rejections())  # what made the search give up
             error = e
         except KeyboardInterrupt:
             runner.close()  # running trials are re-queued on resume
+            self._end(None)
             raise SearchInterrupted(
                 f"interrupted after {finished} trials; continue with --resume (resume=True) "
                 f"and the same settings, search_dir {self.search_dir}") from None
         except BaseException:
             runner.close()  # running trials are re-queued on resume
+            self._end(None)
             raise
-        finally:
-            if board is not None:
-                board.close()
         runner.close()
-        self.ended_early = self._ended_early(store, total) if error is None else None
-        if self.ended_early is not None:
-            line = (f"{strategy.name} ended after {self.ended_early['trials']} of "
-                    f"{self.ended_early['budget']} trials: {self.ended_early['reason']}")
-            print(line, flush=True) if self.verbose else logger.warning(line)
-        # A search that gave up does not spend a retraining on its best: it failed.
-        result = self.finish(store, finalize=self.finalize and error is None)
+        try:
+            self.ended_early = self._ended_early(store, total) if error is None else None
+            if self.ended_early is not None:
+                self._say(f"{strategy.name} ended after {self.ended_early['trials']} of "
+                          f"{self.ended_early['budget']} trials: {self.ended_early['reason']}",
+                          logging.WARNING)
+            # A search that gave up does not spend a retraining on its best: it failed.
+            result = self.finish(store, finalize=self.finalize and error is None)
+        except BaseException:
+            self._end(None)
+            raise
         if error is not None:
             raise error
         return result
+
+    def _end(self, result: SearchResult | None) -> None:
+        """Tells the observers the search is over, once."""
+        if not self._ended:
+            self._ended = True
+            self.callbacks.on_search_end(result)
 
     def _ended_early(self, store: TrialStore, total: int | None) -> dict[str, Any] | None:
         """Trials short of the budget when the strategy stopped proposing, and why."""
@@ -528,36 +525,6 @@ class _Search:
             return None
         return {"trials": done, "budget": total,
                 "reason": self.strategy.stop_reason or "the strategy proposed nothing more"}
-
-    def _open_tensorboard(self, store: TrialStore) -> Any:
-        """The TensorBoard writer, caught up with trials finished before a resume; None if
-        off or the log directory cannot be written (the search itself goes on)."""
-        if not self.tensorboard:
-            return None
-        # Lazy: the report package sits above the engine (it reads the trial store).
-        from keras_cnas.report.tensorboard import LOGDIR_NAME, TensorBoardWriter
-
-        try:
-            board = TensorBoardWriter(self.search_dir / LOGDIR_NAME, self.evaluator.objective,
-                                      self.evaluator.direction)
-            board.catch_up(store.trials())
-        except OSError as e:
-            logger.warning("TensorBoard logging is off: cannot write %s: %s",
-                           self.search_dir / LOGDIR_NAME, e)
-            return None
-        return board
-
-    @staticmethod
-    def _write_tensorboard(board: Any, trial: Trial) -> Any:
-        if board is None:
-            return None
-        try:
-            board.add(trial)
-        except OSError as e:  # a full disk loses the TensorBoard view, never the search
-            logger.warning("TensorBoard logging is off from trial %d on: %s", trial.id, e)
-            board.close()
-            return None
-        return board
 
     def record(self, trial: Trial, result: EvaluationResult) -> None:
         """Fills a finished trial: status, metrics, analytic + measured costs, score."""
@@ -613,18 +580,14 @@ class _Search:
         (self.search_dir / "summary.json").write_text(
             json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
         text = display.results_text(summary, trials, objective)
-        if self.verbose:
-            print(f"\n{display.top_table(trials, objective, constraints=self.constraints)}\n")
-            if best is not None:
-                print(f"best: trial {best.id}; summary in {self.search_dir / 'summary.json'}")
-            elif no_best:
-                print(f"no best trial: {no_best}")
+        result = SearchResult(best, trials, fronts, SearchSummary(summary, text), self.search_dir,
+                              best_metrics, no_best, self.evaluator)
+        self._end(result)
         if failure is not None:
             raise FinalizeError(
                 f"finalize: retraining trial {best.id} failed ({failure}); its trials and "
                 f"{self.search_dir / 'summary.json'} are kept and best/ is unchanged") from failure
-        return SearchResult(best, trials, fronts, SearchSummary(summary, text), self.search_dir,
-                            best_metrics, no_best, self.evaluator)
+        return result
 
     def finalize_best(self, best: Trial) -> dict[str, Any]:
         """Retrains ``best`` into ``best/``, replaced atomically; a ``best/`` that already
@@ -651,11 +614,8 @@ class _Search:
 
         return replace_dir(out, write)
 
-    def _say(self, line: str) -> None:
-        if self.verbose:
-            print(line, flush=True)
-        else:
-            logger.info(line)
+    def _say(self, line: str, level: int = logging.INFO) -> None:
+        self.callbacks.on_message(line, level)
 
 
 def _with_estimate_errors(priced: Mapping[str, float], measured: Mapping[str, float]) -> dict[str, Any]:
@@ -706,7 +666,8 @@ def _default_strategy() -> Strategy:
     return BayesOpt()
 
 
-def _default_evaluator(data: Any, objective: Any = None) -> Evaluator:
+def default_evaluator(data: Any, objective: Any = None) -> Evaluator:
+    """``KerasEvaluator(data)`` (with ``objective`` if given): ``search(data=...)``'s."""
     if data is None:
         raise ValueError("search: pass evaluator=... or data=... (a keras_cnas.data.Dataset, "
                          "(x, y) arrays or a tf.data.Dataset, e.g. keras_cnas.data.load('digits'))")

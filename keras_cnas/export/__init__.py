@@ -12,7 +12,8 @@ Example:
     >>> flatbuffer = cnas.export.to_tflite(model, "int8", representative_data=data)  # doctest: +SKIP
     >>> cnas.export.verify(flatbuffer, data, model).to_dict()           # doctest: +SKIP
     {'num_examples': 359, 'tflite_accuracy': 0.97..., 'keras_accuracy': 0.97..., ...}
-    >>> cnas.export.export_model("runs/x/best", "runs/x/best", "int8", data, micro=True)  # doctest: +SKIP
+    >>> options = cnas.export.ExportOptions("int8", micro=True)          # doctest: +SKIP
+    >>> cnas.export.export_model("runs/x/best", "runs/x/best", options, data).tflite_bytes  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from keras_cnas.export.artifact import (
     DEFAULT_MAX_INT8_DROP,
     MEASURED_COSTS,
     ExportConstraintError,
+    ExportOptions,
+    ExportReport,
     export_model,
     load_saved_model,
     measure_costs,
@@ -48,7 +51,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "DEFAULT_MAX_INT8_DROP", "arena_headroom", "io_tensors", "op_resolver_header",
-    "quiet_conversion", "MEASURED_COSTS", "QUANTIZATIONS", "ExportConstraintError", "LatencyReport", "MicroError",
+    "quiet_conversion", "MEASURED_COSTS", "QUANTIZATIONS", "ExportConstraintError", "ExportOptions", "ExportReport", "LatencyReport", "MicroError",
     "VerifyReport", "check_micro_compatible", "estimate_arena_bytes", "export_model",
     "load_saved_model", "measure_costs", "measure_latency", "measure_latency_modes",
     "micro_arena_bytes", "predict_tflite", "strip_wrappers", "to_c_array", "to_tflite", "verify",

@@ -27,12 +27,14 @@ from keras_cnas.data import Dataset
 from keras_cnas.errors import KerasCnasError
 from keras_cnas.export.convert import to_tflite
 from keras_cnas.export.latency import measure_latency
+from keras_cnas.export.options import ExportOptions, ExportReport
 from keras_cnas.export.verify import verify
 
 if TYPE_CHECKING:
     from keras_cnas._keras import keras
 
-__all__ = ["DEFAULT_MAX_INT8_DROP", "MEASURED_COSTS", "ExportConstraintError", "export_model",
+__all__ = ["DEFAULT_MAX_INT8_DROP", "MEASURED_COSTS", "ExportConstraintError", "ExportOptions",
+           "ExportReport", "export_model",
            "load_saved_model", "measure_costs"]
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ class ExportConstraintError(KerasCnasError, RuntimeError):
 
     Attributes:
         violations: the broken bounds (cost, bound, measured value).
-        report: everything measured, as :func:`export_model` would have returned it.
+        report: everything measured, as :func:`export_model`'s report would have held it
+            (``ExportReport.to_dict()`` keys).
     """
 
     def __init__(self, message: str, violations: Sequence[Violation], report: dict[str, Any]):
@@ -117,15 +120,12 @@ def measure_costs(tflite_bytes: bytes, costs: Sequence[str] = MEASURED_COSTS, *,
 
 
 def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | os.PathLike[str],
-                 quantize: str = "int8",
-                 data: Dataset | tuple[np.ndarray, np.ndarray] | None = None,
-                 micro: bool = False, constraints: Constraints | None = None,
-                 class_names: Sequence[str] | None = None, *, int8_io: bool = False,
-                 qat: bool = False, qat_epochs: int = 2, max_int8_drop: float | None = None,
-                 arena_headroom_bytes: int | None = None,
+                 options: ExportOptions | str = "int8",
+                 data: Dataset | tuple[np.ndarray, np.ndarray] | None = None, *,
+                 constraints: Constraints | None = None,
+                 class_names: Sequence[str] | None = None,
                  representative_data: Dataset | np.ndarray | None = None,
-                 num_threads: int = 1, latency_runs: int = 100, latency_warmup: int = 10,
-                 seed: int = 0) -> dict[str, Any]:
+                 **fields: Any) -> ExportReport:
     """Converts, verifies and measures a model, re-checks the hard bounds, then writes it.
 
     Files in ``out_dir`` (created if needed): ``model.tflite``; ``labels.txt`` (one class
@@ -146,40 +146,30 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
             ``model.keras`` (a search's ``best/``; its ``spec.json``, if present, adds the
             analytic costs to the re-check).
         out_dir: where to write; may be the model's own directory.
-        quantize: ``"none"``, ``"float16"``, ``"dynamic"`` or ``"int8"``
-            (:func:`~keras_cnas.export.to_tflite`).
+        options: an :class:`~keras_cnas.export.options.ExportOptions` (quantization, micro,
+            int8 I/O, QAT, the int8 check, headroom, threads, latency runs, seed), or the
+            quantization alone (``"int8"``), completed by ``fields``.
         data: a :class:`~keras_cnas.data.Dataset` (training split calibrates int8 and QAT,
             test split verifies) or ``(x, y)`` (both calibrates and verifies). None: no
             verification, and ``"int8"`` then needs ``representative_data``.
-        micro: also write the C array and measure the TFLite Micro arena; refused for
-            ``"dynamic"`` and ``"float16"`` (Micro cannot run hybrid or float16 models).
         constraints: hard bounds to re-check on the artifact (``max_tflite_bytes``,
             ``max_arena_bytes``, ``max_latency_ms`` and, with a ``spec.json``, analytic
             ones such as ``max_params``).
         class_names: one name per class; default: ``data.class_names`` of a Dataset.
-        int8_io: int8 input and output (``"int8"`` only).
-        qat: quantization-aware fine-tuning for ``qat_epochs`` before converting.
-        qat_epochs: epochs of QAT (also of the fine-tuning ``max_int8_drop`` triggers).
-        max_int8_drop: most accuracy points int8 may lose against Keras before QAT is tried
-            (the search's export uses :data:`DEFAULT_MAX_INT8_DROP`); None: no check.
-        arena_headroom_bytes: bytes ``kTensorArenaSize`` adds to the measured arena; default
-            :func:`~keras_cnas.export.c_array.arena_headroom` (max(1 KiB, 10 %)).
         representative_data: calibration inputs, if not ``data``.
-        num_threads: interpreter threads for verification and latency.
-        latency_runs, latency_warmup: timed / untimed invocations per latency mode.
-        seed: seeds calibration sampling and QAT.
+        **fields: :class:`ExportOptions` fields by name (``micro=True``, ``latency_runs=5``)
+            when ``options`` is a quantization string.
 
     Returns:
-        ``tflite_bytes``, ``arena_bytes`` (None unless measured: with ``micro``, ``"int8"``
-        or an arena bound), ``arena_bytes_estimate`` (offline replay of tensor lifetimes),
-        ``latency_ms`` (``{"xnnpack": median, "builtin": median}``), ``latency`` (full
-        statistics), ``keras_accuracy``, ``tflite_accuracy``, ``agreement``,
-        ``max_abs_diff``, ``num_examples`` (None without data), ``costs`` (what was
-        re-checked), ``constraints``, ``files``, the settings, ``sha256`` (of the bytes that
-        were measured, checked and written: ``model.tflite`` and the C array hold exactly
-        these), and for a search's saved model (a ``spec.json`` beside it, int8 or float32)
-        ``priced``: the spec's ``arena_bytes`` / ``tflite_bytes`` the search checked before
-        training, with ``priced_error`` (measured - priced) if they differ.
+        An :class:`~keras_cnas.export.options.ExportReport`: ``tflite_bytes``,
+        ``arena_bytes`` (None unless measured: with ``micro``, ``"int8"`` or an arena
+        bound), ``arena_bytes_estimate``, ``latency_ms``, the verification, ``costs`` (what
+        was re-checked), ``files``, the settings, ``sha256`` (of the bytes that were
+        measured, checked and written: ``model.tflite`` and the C array hold exactly these)
+        and, for a search's saved model (a ``spec.json`` beside it), ``priced``: the spec's
+        ``arena_bytes`` / ``tflite_bytes`` the search checked before training, with
+        ``priced_error`` (measured - priced) if they differ; ``export.json`` holds its
+        ``to_dict()``.
 
     Raises:
         ExportConstraintError: the artifact breaks a bound (names the bound and the
@@ -195,15 +185,23 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
         >>> data = cnas.data.load("digits")
         >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(10, activation="softmax")])
-        >>> report = export_model(model, tempfile.mkdtemp(), "float16", data, latency_runs=5)
-        >>> sorted(report["files"]), report["num_examples"]
+        >>> report = export_model(model, tempfile.mkdtemp(), ExportOptions("float16", latency_runs=5),
+        ...                       data)
+        >>> sorted(report.files), report.num_examples
         (['labels', 'tflite'], 359)
     """
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize: unknown quantization {quantize!r}; known: "
-                         f"{', '.join(QUANTIZATIONS)}")
-    if not isinstance(micro, bool):
-        raise ValueError(f"micro: expected True or False, got {micro!r}")
+    if isinstance(options, str):
+        options = ExportOptions(options, **fields)
+    elif not isinstance(options, ExportOptions):
+        raise ValueError(f"options: expected an ExportOptions or a quantization such as 'int8', "
+                         f"got {options!r:.80}")
+    elif fields:
+        raise ValueError(f"{', '.join(fields)}: set in options=ExportOptions(...) or as keywords "
+                         "with a quantization string, not both")
+    quantize, micro, int8_io, qat = options.quantize, options.micro, options.int8_io, options.qat
+    qat_epochs, max_int8_drop, seed = options.qat_epochs, options.max_int8_drop, options.seed
+    arena_headroom_bytes, num_threads = options.arena_headroom_bytes, options.num_threads
+    latency_runs, latency_warmup = options.latency_runs, options.latency_warmup
     if constraints is None:
         constraints = Constraints()
     elif not isinstance(constraints, Constraints):
@@ -237,10 +235,6 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
 
     from keras_cnas.export.convert import strip_wrappers
 
-    if max_int8_drop is not None and (isinstance(max_int8_drop, bool) or not isinstance(
-            max_int8_drop, (int, float)) or not max_int8_drop >= 0):
-        raise ValueError(f"max_int8_drop: expected accuracy points >= 0 such as 0.5, got "
-                         f"{max_int8_drop!r}")
     model = strip_wrappers(model)
     calibration = representative_data if representative_data is not None else data
     tflite = to_tflite(model, quantize, calibration, int8_io, qat=qat, qat_epochs=qat_epochs,
@@ -319,7 +313,7 @@ def export_model(model: "keras.Model | str | os.PathLike[str]", out_dir: str | o
     report["files"] = {kind: str(path) for kind, path in files.items()}
     report["out_dir"] = str(out)
     (out / REPORT_FILE).write_text(json.dumps(json_safe(report), indent=2, sort_keys=True) + "\n")
-    return report
+    return ExportReport.from_dict(report)
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from keras_cnas.report.plots import (
 )
 from keras_cnas.report.record import SearchRecord, load_search
 from keras_cnas.report.specs import SPEC_SUMMARIES, describe, spec_summary
-from keras_cnas.report.tensorboard import TensorBoardWriter, trial_hparams, write_tensorboard
+from keras_cnas.report.tensorboard import TensorBoardLogger, TensorBoardWriter, trial_hparams, write_tensorboard
 
 __all__ = [
-    "SPEC_SUMMARIES", "SearchRecord", "TensorBoardWriter", "cost_histogram_figure", "describe",
+    "SPEC_SUMMARIES", "SearchRecord", "TensorBoardLogger", "TensorBoardWriter", "cost_histogram_figure", "describe",
     "export_line", "load_search", "markdown_report", "pareto_costs", "pareto_figure",
     "progress_figure", "save_plots", "spec_summary", "top_trials_table", "trial_hparams",
     "write_report", "write_tensorboard",

@@ -30,6 +30,7 @@ from typing import Iterable, Iterator
 
 from keras_cnas._checks import is_finite_number
 from keras_cnas import ranking
+from keras_cnas.engine.callbacks import Progress, SearchCallback, SearchInfo
 from keras_cnas.report import events
 from keras_cnas.report.specs import HParamValue, spec_summary
 from keras_cnas.trial import Trial, TrialStatus
@@ -210,6 +211,51 @@ class TensorBoardWriter:
                 writer.write(events.summary_event(values, step=trial.id, wall_time=finished))
             writer.write(events.summary_event([events.session_end_value(status, finished)],
                                               step=0, wall_time=finished))
+
+
+class TensorBoardLogger(SearchCallback):
+    """Search observer writing each finished trial to ``search_dir/tensorboard`` live
+    (``keras_cnas.search(tensorboard=True)`` adds one): ``tensorboard --logdir
+    search_dir/tensorboard``. A resumed search first catches up with the stored trials. A
+    log directory that cannot be written (a full disk) turns the logging off with a
+    warning; the search itself goes on.
+
+    Args:
+        logdir: where to write; default ``search_dir/tensorboard``.
+
+    Example:
+        >>> import keras_cnas as cnas                                   # doctest: +SKIP
+        >>> cnas.search(space, data=data, tensorboard=False,
+        ...             callbacks=[TensorBoardLogger("runs/tb")])       # doctest: +SKIP
+    """
+
+    def __init__(self, logdir: str | os.PathLike[str] | None = None):
+        self.logdir = None if logdir is None else pathlib.Path(logdir)
+        self._writer: TensorBoardWriter | None = None
+
+    def on_search_begin(self, info: SearchInfo) -> None:
+        logdir = self.logdir if self.logdir is not None else info.search_dir / LOGDIR_NAME
+        try:
+            self._writer = TensorBoardWriter(logdir, info.objective, info.direction)
+            self._writer.catch_up(info.trials)
+        except OSError as e:
+            logger.warning("TensorBoard logging is off: cannot write %s: %s", logdir, e)
+            self._writer = None
+
+    def on_trial_end(self, trial: Trial, progress: Progress) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.add(trial)
+        except OSError as e:  # a full disk loses the TensorBoard view, never the search
+            logger.warning("TensorBoard logging is off from trial %d on: %s", trial.id, e)
+            self._writer.close()
+            self._writer = None
+
+    def on_search_end(self, result: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def write_tensorboard(search_dir: str | os.PathLike[str]) -> tuple[pathlib.Path, int]:

@@ -1,6 +1,7 @@
 """Ask/tell search strategies: Gaussian-process Bayesian optimisation (the default),
 random search, Monte Carlo coordinate descent, evolution, local search, Optuna's TPE, RCAS
-lazy greedy and the B-ENAS REINFORCE controller.
+lazy greedy, the B-ENAS REINFORCE controller and B-ENAS with weight sharing (``BEnas``,
+whose driver in the engine trains the shared weights).
 
 A strategy proposes candidates (``ask``) and learns from finished trials (``tell``); it
 never trains anything. Strategies are registered by name in :data:`STRATEGIES`
@@ -19,6 +20,7 @@ Example:
 
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.bayesopt import BayesOpt
+from keras_cnas.strategies.benas import BEnas, BEnasConfig
 from keras_cnas.strategies.evolution import RegularizedEvolution
 from keras_cnas.strategies.fixed import FixedSpecs
 from keras_cnas.strategies.lazy_greedy import RCAS, LazyGreedy
@@ -28,5 +30,5 @@ from keras_cnas.strategies.random_search import RandomSearch
 from keras_cnas.strategies.reinforce import Reinforce
 from keras_cnas.strategies.tpe import TPE
 
-__all__ = ["RCAS", "STRATEGIES", "BayesOpt", "FixedSpecs", "LazyGreedy", "LocalSearch", "MonteCarlo",
+__all__ = ["RCAS", "STRATEGIES", "BEnas", "BEnasConfig", "BayesOpt", "FixedSpecs", "LazyGreedy", "LocalSearch", "MonteCarlo",
            "RandomSearch", "RegularizedEvolution", "Reinforce", "SearchContext", "Strategy", "TPE"]

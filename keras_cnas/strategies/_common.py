@@ -96,16 +96,12 @@ def split_budget(total: int, parts: "list[int]") -> list[int]:
 
 
 class TrialBudget:
-    """Mixin of a strategy whose plan is one count, ``num_trials``: ``max_trials`` sets it."""
+    """Mixin of a strategy whose plan is one count, ``num_trials``: ``max_trials`` sets it
+    (the base class's :attr:`~keras_cnas.strategies.base.Strategy.budget_field` does the
+    work)."""
 
     num_trials: int
-
-    @property
-    def planned_trials(self) -> int:
-        return self.num_trials
-
-    def set_budget(self, max_trials: int) -> None:
-        self.num_trials = check_count("max_trials", max_trials, 1)
+    budget_field = "num_trials"
 
 
 @dataclasses.dataclass(frozen=True)

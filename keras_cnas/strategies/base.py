@@ -18,6 +18,7 @@ from keras_cnas.costs import Constraints, CostReport
 from keras_cnas.costs.pricer import Pricer, Verdict
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.registry import Registry
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.spaces.base import Space, Spec
 from keras_cnas.trial import Candidate, Trial
 
@@ -74,13 +75,16 @@ class Strategy(abc.ABC):
         # Why the last ask() proposed nothing although budget was left (the engine reports
         # it when a search ends early); None while the strategy still has proposals.
         self.stop_reason: str | None = None
+        Strategy._reset(self)  # the base's part: a subclass's may need its own settings first
 
     # --- engine-facing API ------------------------------------------------------------
 
     def setup(self, context: SearchContext, seed: int = 0) -> None:
-        """Binds the strategy to a search; called once by the engine before any ask."""
+        """Binds the strategy to a search; called once by the engine before any ask. Clears
+        the per-search bookkeeping (:meth:`_reset`), so a strategy object can run twice."""
         self._context = context
         self.rng = np.random.default_rng(seed)
+        self._reset()
 
     @property
     def context(self) -> SearchContext:
@@ -104,16 +108,94 @@ class Strategy(abc.ABC):
         """Strategy-specific results for ``summary.json`` (e.g. RCAS's search path)."""
         return {}
 
+    #: Command-line flags this strategy declares (``tools/search.py --strategy=<name>``):
+    #: each sets one constructor argument (:mod:`keras_cnas.strategies.flags`).
+    flags: ClassVar[tuple[StrategyFlag, ...]] = ()
+    #: Whether ``--max_trials`` sets :attr:`budget_field` when the flags build the strategy.
+    flag_budget: ClassVar[bool] = False
+    #: ``"module:function"`` of a driver that runs the whole search for this strategy
+    #: (B-ENAS trains shared weights before any trial); None: the engine's loop.
+    driver: ClassVar[str | None] = None
+
+    @classmethod
+    def flag_arguments(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from parsed flag ``values`` (flag name -> value).
+
+        Raises:
+            ValueError: a flag's value cannot be converted (naming the flag).
+        """
+        args = {flag.target: flag.argument_value(values.get(flag.name)) for flag in cls.flags}
+        if cls.flag_budget and cls.budget_field is not None and values.get("max_trials"):
+            args[cls.budget_field] = values["max_trials"]
+        return args
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any]) -> "Strategy":
+        """The strategy its declared flags describe (missing ones take their defaults).
+
+        Example:
+            >>> from keras_cnas.strategies import RandomSearch
+            >>> RandomSearch.from_flags({"num_random": 7}).num_samples
+            7
+        """
+        return cls(**cls.flag_arguments(values))
+
+    def check_space(self, space: Any) -> None:
+        """Refuses (ValueError naming ``space``) a space this strategy cannot search;
+        called before a search starts. Default: any space."""
+        del space
+
+    #: The constructor argument that is the whole plan (``"num_trials"``, ``"num_samples"``)
+    #: of a strategy whose plan is one count: :attr:`planned_trials` reads it and
+    #: :meth:`set_budget` sets it. None: the strategy plans its own phases.
+    budget_field: ClassVar[str | None] = None
+
     @property
     def planned_trials(self) -> int | None:
         """How many trials the strategy's own phases plan (None: unbounded)."""
-        return None
+        return None if self.budget_field is None else getattr(self, self.budget_field)
 
     def set_budget(self, max_trials: int) -> None:
         """Plans for ``max_trials`` trials (``search(max_trials=...)``, ``--max_trials``);
         called before ``setup``. Each strategy scales its own phase counts so that it
-        spends the whole budget; this default (a fixed plan) leaves them as they are."""
-        del max_trials
+        spends the whole budget; this default sets :attr:`budget_field` if there is one, and
+        otherwise (a fixed plan) leaves the plan as it is."""
+        if self.budget_field is not None:
+            if isinstance(max_trials, bool) or not isinstance(max_trials, (int, np.integer)) \
+                    or max_trials < 1:
+                raise ValueError(f"max_trials: expected an integer >= 1, got {max_trials!r}")
+            setattr(self, self.budget_field, int(max_trials))
+
+    # --- the bookkeeping every strategy keeps ---------------------------------------------
+
+    def _reset(self) -> None:
+        """Clears what one search accumulates: ``asked`` (candidates proposed) and the keys
+        of the specs asked for, in order. Subclasses extend it (calling ``super()._reset()``)
+        with their own per-search state; :meth:`setup` calls it."""
+        self.asked = 0
+        self._asked_keys: list[str] = []
+        self._asked_set: set[str] = set()
+
+    def mark_asked(self, spec: Spec) -> None:
+        """Counts a proposal of ``spec`` and remembers its key (:meth:`was_asked`)."""
+        key = spec.key()
+        self.asked += 1
+        self._asked_keys.append(key)
+        self._asked_set.add(key)
+
+    def was_asked(self, key: str) -> bool:
+        """Whether the spec with this ``key()`` was proposed in this search."""
+        return key in self._asked_set
+
+    def _asked_state(self) -> dict[str, Any]:
+        """``{"asked": n, "seen": [keys in order]}`` for a subclass's ``_state``."""
+        return {"asked": self.asked, "seen": list(self._asked_keys)}
+
+    def _load_asked_state(self, asked: Any, seen: Any) -> None:
+        """Inverse of :meth:`_asked_state` (the count and the keys, as stored)."""
+        self.asked = int(asked)
+        self._asked_keys = [str(k) for k in seen]
+        self._asked_set = set(self._asked_keys)
 
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:

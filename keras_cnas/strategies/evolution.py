@@ -16,6 +16,7 @@ from keras_cnas.strategies._common import (
     exhausted_reason,
     sample_unseen,
 )
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -71,6 +72,16 @@ class RegularizedEvolution(Strategy):
     """
 
     name = "evolution"
+    flags = (StrategyFlag("population_size", 20, "Population size.", low=1),
+             StrategyFlag("sample_size", 5, "Tournament size (at most --population_size).",
+                          low=1))
+    flag_budget = True
+
+    @classmethod
+    def flag_arguments(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        args = super().flag_arguments(values)
+        args["sample_size"] = min(args["sample_size"], args["population_size"])
+        return args
 
     def __init__(self, population_size: int = 20, sample_size: int = 5, num_trials: int = 100, *,
                  fidelity: str = "full", max_mutation_tries: int = 100,
@@ -85,26 +96,14 @@ class RegularizedEvolution(Strategy):
         self.num_trials = check_count("num_trials", num_trials, 1)
         self.fidelity = check_fidelity("fidelity", fidelity)
         self.max_mutation_tries = check_count("max_mutation_tries", max_mutation_tries, 1)
-        self._reset()
+
+    #: ``max_trials`` sets the candidates; the population stays as configured.
+    budget_field = "num_trials"
 
     def _reset(self) -> None:
-        self.asked = 0
+        super()._reset()
         self.failed = 0  # FAILED / INFEASIBLE trials told
         self.population: list[Result] = []  # oldest first
-        self._seen: list[str] = []
-        self._seen_set: set[str] = set()
-
-    def setup(self, context: SearchContext, seed: int = 0) -> None:
-        super().setup(context, seed)
-        self._reset()
-
-    @property
-    def planned_trials(self) -> int:
-        return self.num_trials
-
-    def set_budget(self, max_trials: int) -> None:
-        """``max_trials`` candidates (the population stays as configured)."""
-        self.num_trials = check_count("max_trials", max_trials, 1)
 
     def ask(self) -> Candidate | None:
         if self.asked >= self.num_trials:
@@ -118,16 +117,13 @@ class RegularizedEvolution(Strategy):
             else:  # every trial so far is still running or failed
                 info = {"move": "random", "reason": "no completed trial in the population yet"}
         if candidate is None:
-            spec = sample_unseen(self, self._seen_set)
+            spec = sample_unseen(self, self._asked_set)
             if spec is None:
                 self.stop_reason = exhausted_reason(self.asked)
                 logger.info("evolution: %s", self.stop_reason)
                 return None
             candidate = Candidate(spec, self.fidelity, "random", info)
-        self.asked += 1
-        key = candidate.spec.key()
-        self._seen.append(key)
-        self._seen_set.add(key)
+        self.mark_asked(candidate.spec)
         return candidate
 
     def _mutate_tournament_winner(self) -> Candidate | None:
@@ -138,7 +134,7 @@ class RegularizedEvolution(Strategy):
         order = self.rng.permutation(len(mutations)).tolist()
         for i in order[:self.max_mutation_tries]:
             mutation = mutations[i]
-            if mutation.spec.key() in self._seen_set or not self.feasible(mutation.spec):
+            if self.was_asked(mutation.spec.key()) or not self.feasible(mutation.spec):
                 continue
             return Candidate(mutation.spec, self.fidelity, "mutation",
                              {"move": mutation.move, "mutation": mutation.detail,
@@ -162,12 +158,10 @@ class RegularizedEvolution(Strategy):
                 "max_rejections": self.max_rejections}
 
     def _state(self) -> dict[str, Any]:
-        return {"asked": self.asked, "failed": self.failed, "seen": list(self._seen),
+        return {**self._asked_state(), "failed": self.failed,
                 "population": [r.to_dict() for r in self.population]}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        self.asked = int(state["asked"])
+        self._load_asked_state(state["asked"], state["seen"])
         self.failed = int(state["failed"])
-        self._seen = [str(k) for k in state["seen"]]
-        self._seen_set = set(self._seen)
         self.population = [Result.from_dict(r) for r in state["population"]]

@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
 from keras_cnas.spaces.base import Spec, spec_from_dict
 from keras_cnas.strategies._common import check_count, check_fidelity, probe_costs
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.local_search import LocalSearch
 from keras_cnas.trial import Candidate, Trial
@@ -112,6 +113,9 @@ class LazyGreedy(Strategy):
     """
 
     name = "lazy_greedy"
+    flags = (StrategyFlag("cost_rule", "apr", "Gain per nothing (uc), per parameter (apr) or per "
+                          "multiply-add (amr); rcas runs all three.", argument="cost_rules",
+                          kind="enum", choices=("uc", "apr", "amr"), convert=lambda rule: (rule,)),)
 
     def __init__(self, cost_rules: Sequence[str] = ("apr",), *, lazy: bool = True,
                  fidelity: str = "full", num_trials: int | None = None,
@@ -157,14 +161,9 @@ class LazyGreedy(Strategy):
         self._rule_costs = {rule: rule_cost(rule, probe, list(context.constraints.bounds))
                             for rule in self.cost_rules}
         self._seed = seed
-        self._reset()
 
-    @property
-    def planned_trials(self) -> int | None:
-        return self.num_trials
-
-    def set_budget(self, max_trials: int) -> None:
-        self.num_trials = check_count("max_trials", max_trials, 1)
+    #: None: as many as the greedy passes take; max_trials sets it.
+    budget_field = "num_trials"
 
     # --- sets and their specs ------------------------------------------------------------
 
@@ -468,6 +467,7 @@ class RCAS(LazyGreedy):
     """
 
     name = "rcas"
+    flags = ()  # all three rules
 
     def __init__(self, *, lazy: bool = True, fidelity: str = "full", num_trials: int | None = None,
                  max_rejections: int = 2000):

@@ -38,6 +38,7 @@ from keras_cnas.strategies._common import (
     sample_unseen,
     split_budget,
 )
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.strategies.moves import Move, MoveSet, moves_for
 from keras_cnas.trial import FIDELITIES, Candidate, Trial
@@ -87,6 +88,12 @@ class MonteCarlo(Strategy):
     """
 
     name = "montecarlo"
+    flags = (
+        StrategyFlag("num_random", 50, "Random samples (paper: 50).", low=0),
+        StrategyFlag("num_adaptive", 50, "Adaptive samples at traction (paper: 50).", low=0),
+        StrategyFlag("num_full", 20, "Adaptive samples trained fully (paper: 20).", low=0),
+        StrategyFlag("n_best", 1, "Move from one of the N best (§3.5).", low=1),
+    )
 
     def __init__(self, num_random: int = 50, num_adaptive: int = 50, num_full: int = 20, *,
                  n_best: int = 1, meta_probability: float = 0.2, max_move_tries: int = 100,
@@ -106,7 +113,7 @@ class MonteCarlo(Strategy):
         self._reset()
 
     def _reset(self) -> None:
-        self.asked = 0
+        super()._reset()
         self.failed = 0  # FAILED / INFEASIBLE trials told
         self.results: list[Result] = []  # completed trials, in the order told
         self._by_id: dict[int, Result] = {}
@@ -118,7 +125,6 @@ class MonteCarlo(Strategy):
     def setup(self, context: SearchContext, seed: int = 0) -> None:
         super().setup(context, seed)
         self._moveset = moves_for(context.space)
-        self._reset()
 
     @property
     def planned_trials(self) -> int:

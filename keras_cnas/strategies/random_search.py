@@ -14,6 +14,7 @@ from keras_cnas.strategies._common import (
     exhausted_reason,
     sample_unseen,
 )
+from keras_cnas.strategies.flags import StrategyFlag
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
 from keras_cnas.trial import Candidate, Trial
 
@@ -44,41 +45,28 @@ class RandomSearch(Strategy):
     """
 
     name = "random"
+    #: --num_random (shared with Monte Carlo) when --max_trials is not given.
+    flags = (StrategyFlag("num_random", 50, "Random samples (paper: 50).", argument="num_samples",
+                          low=0),)
+    flag_budget = True
 
     def __init__(self, num_samples: int = 50, *, fidelity: str = "full",
                  max_rejections: int = 2000):
         super().__init__(max_rejections=max_rejections)
         self.num_samples = check_count("num_samples", num_samples, 1)
         self.fidelity = check_fidelity("fidelity", fidelity)
-        self._reset()
 
-    def _reset(self) -> None:
-        self.asked = 0
-        self._seen: list[str] = []  # spec keys asked for, in order
-        self._seen_set: set[str] = set()
-
-    def setup(self, context: SearchContext, seed: int = 0) -> None:
-        super().setup(context, seed)
-        self._reset()
-
-    @property
-    def planned_trials(self) -> int:
-        return self.num_samples
-
-    def set_budget(self, max_trials: int) -> None:
-        self.num_samples = check_count("max_trials", max_trials, 1)
+    budget_field = "num_samples"
 
     def ask(self) -> Candidate | None:
         if self.asked >= self.num_samples:
             return None
-        spec = sample_unseen(self, self._seen_set)
+        spec = sample_unseen(self, self._asked_set)
         if spec is None:
             self.stop_reason = exhausted_reason(self.asked)
             logger.info("random search: %s", self.stop_reason)
             return None
-        self.asked += 1
-        self._seen.append(spec.key())
-        self._seen_set.add(spec.key())
+        self.mark_asked(spec)
         return Candidate(spec, self.fidelity, "random")
 
     def tell(self, trial: Trial) -> None:
@@ -90,9 +78,7 @@ class RandomSearch(Strategy):
                 "max_rejections": self.max_rejections}
 
     def _state(self) -> dict[str, Any]:
-        return {"asked": self.asked, "seen": list(self._seen)}
+        return self._asked_state()
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        self.asked = int(state["asked"])
-        self._seen = [str(k) for k in state["seen"]]
-        self._seen_set = set(self._seen)
+        self._load_asked_state(state["asked"], state["seen"])

@@ -19,6 +19,7 @@ remembered reward updates the policy and another sample is drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any, Mapping
@@ -27,13 +28,14 @@ import numpy as np
 
 from keras_cnas.costs.penalty import CostPenalty
 from keras_cnas.errors import InvalidSpecError
-from keras_cnas.strategies._common import TrialBudget, check_count, check_fidelity
+from keras_cnas.strategies._common import check_count, check_fidelity
 from keras_cnas.strategies.base import STRATEGIES, SearchContext, Strategy
+from keras_cnas.strategies.flags import CONTROLLER_FLAGS
 from keras_cnas.trial import Candidate, Trial
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PolicyGradient", "Reinforce"]
+__all__ = ["PolicyGradient", "Reinforce", "ReinforceConfig"]
 
 
 class PolicyGradient:
@@ -87,11 +89,11 @@ class PolicyGradient:
         self.controller.load_state_dict(state["controller"])
 
 
-@STRATEGIES.register("reinforce")
-class Reinforce(TrialBudget, Strategy):
-    """B-ENAS' REINFORCE controller as an ask/tell strategy (without weight sharing).
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig:
+    """The settings of :class:`Reinforce`, validated once (B-ENAS values by default).
 
-    Args:
+    Attributes:
         num_trials: candidates to evaluate in total (its ``planned_trials``).
         batch_size: rewards per policy-gradient step (ENAS micro: 1 per sampled child).
         alpha: the penalty's weight in the reward (B-ENAS: 0.1).
@@ -112,6 +114,78 @@ class Reinforce(TrialBudget, Strategy):
         max_rejections: infeasible samples in a row after which the search stops.
 
     Example:
+        >>> ReinforceConfig(alpha=0.2, lstm_size=16).controller()["lstm_size"]
+        16
+        >>> ReinforceConfig(baseline_decay=1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: baseline_decay: expected a number in [0, 1) such as 0.95, got 1.0
+    """
+
+    num_trials: int = 100
+    batch_size: int = 1
+    alpha: float = 0.1
+    beta: float = 1.0
+    penalty_bounds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    reward_metric: str | None = "val_accuracy"
+    reward_scale: float = 1.0
+    entropy_weight: float = 0.1
+    baseline_decay: float = 0.95
+    lstm_size: int = 64
+    lstm_layers: int = 2
+    temperature: float = 5.0
+    tanh_constant: float = 2.5
+    learning_rate: float = 1e-3
+    fidelity: str = "full"
+    max_repeats: int = 200
+    max_rejections: int = 2000
+
+    def __post_init__(self) -> None:
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
+        for name, low in (("num_trials", 1), ("batch_size", 1), ("lstm_size", 1),
+                          ("lstm_layers", 1), ("max_repeats", 1)):
+            fix(name, check_count(name, getattr(self, name), low))
+        fix("penalty_bounds", dict(self.penalty_bounds or {}))
+        CostPenalty(self.penalty_bounds, alpha=self.alpha, beta=self.beta)  # validates the three
+        fix("alpha", float(self.alpha))
+        fix("beta", float(self.beta))
+        metric = self.reward_metric
+        if metric is not None and (not isinstance(metric, str) or not metric):
+            raise ValueError(f"reward_metric: expected a metric name such as 'val_accuracy', got "
+                             f"{metric!r}")
+        for name in ("reward_scale", "entropy_weight", "temperature", "tanh_constant",
+                     "learning_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0 or (value == 0 and name != "entropy_weight"):
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+            fix(name, float(value))
+        if not 0 <= self.baseline_decay < 1:
+            raise ValueError(f"baseline_decay: expected a number in [0, 1) such as 0.95, got "
+                             f"{self.baseline_decay!r}")
+        fix("baseline_decay", float(self.baseline_decay))
+        check_fidelity("fidelity", self.fidelity)
+
+    def controller(self) -> dict[str, Any]:
+        """The controller's keyword arguments."""
+        return {"lstm_size": self.lstm_size, "lstm_layers": self.lstm_layers,
+                "temperature": self.temperature, "tanh_constant": self.tanh_constant,
+                "learning_rate": self.learning_rate}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "penalty_bounds": dict(self.penalty_bounds)}
+
+
+@STRATEGIES.register("reinforce")
+class Reinforce(Strategy):
+    """B-ENAS' REINFORCE controller as an ask/tell strategy (without weight sharing).
+
+    Args:
+        config: a :class:`ReinforceConfig` (its attributes are documented there).
+        **fields: shorthand for the config's fields (``Reinforce(num_trials=30,
+            alpha=0.2)``), not together with ``config``.
+
+    Example:
         >>> from keras_cnas.costs import Constraints, estimate
         >>> from keras_cnas.spaces import CategoricalSpace
         >>> from keras_cnas.trial import TrialStatus
@@ -127,62 +201,50 @@ class Reinforce(TrialBudget, Strategy):
     """
 
     name = "reinforce"
+    budget_field = "num_trials"
+    flags = CONTROLLER_FLAGS
+    flag_budget = True
 
-    def __init__(self, num_trials: int = 100, *, batch_size: int = 1, alpha: float = 0.1,
-                 beta: float = 1.0, penalty_bounds: Mapping[str, float] | None = None,
-                 reward_metric: str | None = "val_accuracy", reward_scale: float = 1.0,
-                 entropy_weight: float = 0.1, baseline_decay: float = 0.95,
-                 lstm_size: int = 64, lstm_layers: int = 2, temperature: float = 5.0,
-                 tanh_constant: float = 2.5, learning_rate: float = 1e-3,
-                 fidelity: str = "full", max_repeats: int = 200, max_rejections: int = 2000):
-        super().__init__(max_rejections=max_rejections)
-        self.num_trials = check_count("num_trials", num_trials, 1)
-        self.batch_size = check_count("batch_size", batch_size, 1)
-        self.penalty_bounds = dict(penalty_bounds or {})
-        CostPenalty(self.penalty_bounds, alpha=alpha, beta=beta)  # validates the three
-        self.alpha, self.beta = float(alpha), float(beta)
-        if reward_metric is not None and (not isinstance(reward_metric, str) or not reward_metric):
-            raise ValueError(f"reward_metric: expected a metric name such as 'val_accuracy', got "
-                             f"{reward_metric!r}")
-        self.reward_metric = reward_metric
-        for name, value in (("reward_scale", reward_scale), ("entropy_weight", entropy_weight),
-                            ("temperature", temperature), ("tanh_constant", tanh_constant),
-                            ("learning_rate", learning_rate)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0 or (value == 0 and name != "entropy_weight"):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
-        if not 0 <= baseline_decay < 1:
-            raise ValueError(f"baseline_decay: expected a number in [0, 1) such as 0.95, got "
-                             f"{baseline_decay!r}")
-        self.reward_scale = float(reward_scale)
-        self.entropy_weight = float(entropy_weight)
-        self.baseline_decay = float(baseline_decay)
-        self.controller_config = {"lstm_size": check_count("lstm_size", lstm_size, 1),
-                                  "lstm_layers": check_count("lstm_layers", lstm_layers, 1),
-                                  "temperature": float(temperature),
-                                  "tanh_constant": float(tanh_constant),
-                                  "learning_rate": float(learning_rate)}
-        self.fidelity = check_fidelity("fidelity", fidelity)
-        self.max_repeats = check_count("max_repeats", max_repeats, 1)
+    def __init__(self, config: ReinforceConfig | None = None, **fields: Any):
+        if config is None:
+            config = ReinforceConfig(**fields)
+        elif not isinstance(config, ReinforceConfig):
+            raise ValueError(f"config: expected a ReinforceConfig, got {type(config).__name__}; "
+                             "pass the settings as keywords or ReinforceConfig(...)")
+        elif fields:
+            raise ValueError(f"{', '.join(fields)}: set in config=ReinforceConfig(...) or as "
+                             "keywords, not both")
+        super().__init__(max_rejections=config.max_rejections)
+        self.config = config
+        self.num_trials = config.num_trials  # the budget (set_budget moves it)
         self.policy: PolicyGradient | None = None
         self._reset()
 
+    # The settings read in the loop, by their config names.
+    alpha = property(lambda self: self.config.alpha)
+    beta = property(lambda self: self.config.beta)
+    penalty_bounds = property(lambda self: self.config.penalty_bounds)
+    reward_metric = property(lambda self: self.config.reward_metric)
+    reward_scale = property(lambda self: self.config.reward_scale)
+    fidelity = property(lambda self: self.config.fidelity)
+    max_repeats = property(lambda self: self.config.max_repeats)
+
     def _reset(self) -> None:
-        self.asked = 0
+        super()._reset()
         self.rewards: dict[str, float] = {}  # spec key -> reward of its evaluation
-        self._asked: set[str] = set()  # spec keys asked for (running ones included)
         self.history: list[dict[str, Any]] = []  # per evaluated trial: id, reward, penalty
 
     def setup(self, context: SearchContext, seed: int = 0) -> None:
         from keras_cnas.strategies.controller import Controller  # lazy: imports TensorFlow
 
         super().setup(context, seed)
-        self._reset()
         self.rule = CostPenalty({**context.constraints.bounds, **self.penalty_bounds},
                                 alpha=self.alpha, beta=self.beta)
-        controller = Controller(context.space.decision_sizes(), seed=seed, **self.controller_config)
-        self.policy = PolicyGradient(controller, entropy_weight=self.entropy_weight,
-                                     baseline_decay=self.baseline_decay, batch_size=self.batch_size)
+        controller = Controller(context.space.decision_sizes(), seed=seed,
+                                **self.config.controller())
+        self.policy = PolicyGradient(controller, entropy_weight=self.config.entropy_weight,
+                                     baseline_decay=self.config.baseline_decay,
+                                     batch_size=self.config.batch_size)
 
     # --- ask / tell ----------------------------------------------------------------------------
 
@@ -204,7 +266,7 @@ class Reinforce(TrialBudget, Strategy):
                     f"infeasible (last: {reason}); relax the constraints or shrink the space"))
                 continue
             key = spec.key()
-            if key in self._asked:
+            if self.was_asked(key):
                 if key in self.rewards:  # evaluated: its reward still teaches the policy
                     self.policy.learn(decisions, self.rewards[key], entropy)
                 repeats += 1
@@ -219,8 +281,7 @@ class Reinforce(TrialBudget, Strategy):
                 self.policy.learn(decisions, -self.alpha * self.rule.penalty(verdict.costs),
                                   entropy)
                 continue
-            self.asked += 1
-            self._asked.add(key)
+            self.mark_asked(spec)
             return Candidate(spec, self.fidelity, "policy",
                              {"decisions": decisions, "entropy": entropy})
 
@@ -259,21 +320,16 @@ class Reinforce(TrialBudget, Strategy):
                 "evaluated": len(self.history), "rewards": list(self.history)}
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_trials": self.num_trials, "batch_size": self.batch_size, "alpha": self.alpha,
-                "beta": self.beta, "penalty_bounds": dict(self.penalty_bounds),
-                "reward_metric": self.reward_metric, "reward_scale": self.reward_scale,
-                "entropy_weight": self.entropy_weight, "baseline_decay": self.baseline_decay,
-                **self.controller_config, "fidelity": self.fidelity,
-                "max_repeats": self.max_repeats, "max_rejections": self.max_rejections}
+        # The budget as set_budget left it; the key order is the one stored searches hold.
+        return {**self.config.get_config(), "num_trials": self.num_trials}
 
     def _state(self) -> dict[str, Any]:
-        return {"asked": self.asked, "asked_keys": sorted(self._asked),
+        return {"asked": self.asked, "asked_keys": sorted(self._asked_set),
                 "rewards": dict(self.rewards), "history": list(self.history),
                 "policy": self.policy.state_dict()}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        self.asked = int(state["asked"])
-        self._asked = {str(k) for k in state["asked_keys"]}
+        self._load_asked_state(state["asked"], state["asked_keys"])
         self.rewards = {str(k): float(v) for k, v in state["rewards"].items()}
         self.history = [dict(h) for h in state["history"]]
         self.policy.load_state_dict(state["policy"])

@@ -16,6 +16,7 @@ from keras_cnas.training.base import DIRECTIONS, EVALUATORS, Evaluator
 # evaluator from JSON; neither module imports TensorFlow (the Keras one does so when it trains).
 from keras_cnas.training.evaluator import REGULARIZERS, KerasEvaluator
 from keras_cnas.training.optimizer import RCAS_RECIPE, OptimizerRecipe
+from keras_cnas.training.settings import Fidelity, Measurement
 from keras_cnas.training.tabular import (
     TABULAR_BENCHMARKS,
     TabularBenchmark,
@@ -30,8 +31,10 @@ _LAZY = {
     "TractionCallback": "keras_cnas.training.callbacks",
     "TrialTimeLimit": "keras_cnas.training.callbacks",
     "RewardPenalty": "keras_cnas.training.reward",
-    "BEnasConfig": "keras_cnas.training.benas",
-    "BEnasSearch": "keras_cnas.training.benas",
+    # B-ENAS moved to strategies.benas (its config) and engine.benas (its driver, which runs
+    # the engine's loop); these names stay for code written against keras_cnas.training.
+    "BEnasConfig": "keras_cnas.strategies.benas",
+    "BEnasSearch": "keras_cnas.engine.benas",
     "SharedCellSupernet": "keras_cnas.training.supernet",
     "Ensemble": "keras_cnas.training.ensemble",
     "majority_vote": "keras_cnas.training.ensemble",
@@ -43,7 +46,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "BEnasConfig", "BEnasSearch", "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
-    "Evaluator", "KerasEvaluator", "NanGuard", "OptimizerRecipe", "RCAS_RECIPE", "RewardPenalty", "SharedCellSupernet", "TabularBenchmark", "TabularEvaluator",
+    "Evaluator", "Fidelity", "KerasEvaluator", "Measurement", "NanGuard", "OptimizerRecipe", "RCAS_RECIPE", "RewardPenalty", "SharedCellSupernet", "TabularBenchmark", "TabularEvaluator",
     "TractionCallback", "TrialTimeLimit", "load_npz", "load_table",
     "majority_vote", "save_npz", "tabular_problem",
 ]

@@ -16,6 +16,7 @@ loading TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,9 +26,6 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from keras_cnas._imports import import_object, module_root_of, object_path
-from keras_cnas.costs.measured import MEASURED_COSTS
-from keras_cnas.costs.micro_support import micro_runs
-from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.data import Dataset
 from keras_cnas.data.cache import (DataSource, cache_file_name, fingerprint, remember,
                                    save_npz)
@@ -37,12 +35,13 @@ from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
 from keras_cnas.training.objective import J, Objective
 from keras_cnas.training.optimizer import OptimizerRecipe
+from keras_cnas.training.settings import EXPORT_QUANTIZATIONS, MEASURABLE_COSTS, Fidelity, Measurement
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
 
 if TYPE_CHECKING:
     from keras_cnas._keras import keras
 
-__all__ = ["KerasEvaluator", "REGULARIZERS"]
+__all__ = ["EXPORT_QUANTIZATIONS", "MEASURABLE_COSTS", "KerasEvaluator", "REGULARIZERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +81,11 @@ IN_MEMORY_CALLBACK = "<in-memory callback "
 # Longest error text kept in a trial record: TensorFlow errors can run to pages.
 MAX_ERROR_CHARS = 1000
 
-#: Costs ``measure=`` can name and ``export_quantize=`` values: one home each, in costs.
-MEASURABLE_COSTS = MEASURED_COSTS
-EXPORT_QUANTIZATIONS = QUANTIZATIONS
+#: The flat keyword names of the typed pieces' fields: ``KerasEvaluator``'s shorthand and
+#: its JSON config (which stays flat, so that searches stored before the pieces resume).
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(OptimizerRecipe))
+FIDELITY_FIELDS = tuple(f.name for f in dataclasses.fields(Fidelity))
+MEASUREMENT_FIELDS = ("measure", "export_quantize", "export_int8_io", "latency_runs")
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -127,23 +128,15 @@ class KerasEvaluator(Evaluator):
             ``{"name": "digits"}``); or anything :func:`keras_cnas.data.as_dataset` reads:
             ``(x, y)`` arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` ones), an
             image folder. A source is loaded lazily, once per process.
-        learning_rate: the initial step size (MIT-LL, Adam: 5e-4; RCAS, SGD: 0.1).
-        optimizer: ``"adam"`` (MIT-LL) or ``"sgd_nesterov"`` (RCAS §4.1); see
-            :class:`~keras_cnas.training.optimizer.OptimizerRecipe` and its ``RCAS_RECIPE``.
-        momentum: SGD's momentum (RCAS: 0.9).
-        weight_decay: decoupled weight decay on kernels (RCAS: 4e-5); 0: none.
-        lr_decay_epochs: 0-based epochs at which the learning rate is multiplied by
-            ``lr_decay_factor`` (RCAS: 4, 7, 9 of 10 epochs); empty: constant.
-        lr_decay_factor: the step decay's multiplier (RCAS: 0.1).
+        recipe: the optimizer and its schedule (:class:`~keras_cnas.training.optimizer.OptimizerRecipe`;
+            default Adam 5e-4, MIT-LL; ``RCAS_RECIPE``: SGD Nesterov, RCAS §4.1).
+        fidelity: traction / full epochs and early-stopping patience
+            (:class:`~keras_cnas.training.settings.Fidelity`; default 3 / 30 epochs, patience 5).
+        measurement: costs measured on each trained candidate's TFLite artifact, and which
+            artifact (:class:`~keras_cnas.training.settings.Measurement`, e.g.
+            ``Measurement.for_device("nrf52840")``); default: measure nothing, price int8.
         batch_size: mini-batch size (MIT-LL: 128).
         augment: apply the dataset's training augmentation (flip / pad-and-crop / jitter).
-        traction_epochs: epochs of a ``"traction"`` candidate (§3.4); None for no epoch
-            limit (then ``traction_steps`` must be set).
-        traction_steps: training steps of a ``"traction"`` candidate, if set; with both, the
-            first limit reached stops training.
-        full_epochs: most epochs of a ``"full"`` candidate.
-        patience: epochs without a lower validation loss after which a ``"full"`` run stops
-            (Keras ``EarlyStopping``; the best epoch's weights and metrics are kept).
         beta: weight of R(A) in J (MIT-LL: 5e-5).
         regularizer: R(A), which the paper leaves unit-free: ``"params_k"`` (parameters in
             thousands, the default: beta * R = 0.13 for 2.6 M parameters), ``"madds_m"``
@@ -154,18 +147,6 @@ class KerasEvaluator(Evaluator):
         save_models: when ``evaluate`` gets a ``workdir``, save each COMPLETED trial's model
             there (``model.keras``, ``spec.json``, ``metrics.json``), e.g. for an
             :class:`~keras_cnas.training.ensemble.Ensemble` of the best N.
-        measure: costs to measure on each trained candidate's TFLite artifact, from
-            :data:`MEASURABLE_COSTS`: ``"tflite_bytes"``, ``"arena_bytes"`` (TFLite Micro;
-            needs ``tflite-micro``), ``"latency_ms"`` (median, XNNPACK, one thread). They
-            join ``costs`` and :attr:`reported_costs`, so that ``Constraints`` may bound
-            them (``max_arena_bytes=...``): the engine marks a trial that breaks such a
-            bound INFEASIBLE with the measured figure. Default: measure nothing.
-        export_quantize: the quantization of the measured artifact (``"int8"``: what a
-            microcontroller runs; ``"arena_bytes"`` cannot be measured on ``"dynamic"`` or
-            ``"float16"``, which TFLite Micro cannot run).
-        export_int8_io: int8 input and output tensors on the measured artifact (``"int8"``
-            only), so that what is checked during the search is what a firmware ships.
-        latency_runs: timed invocations per ``latency_ms`` measurement.
         objective: what the search optimises (:class:`~keras_cnas.training.objective.Objective`):
             ``"J"`` (MIT-LL, the default), ``"val_accuracy"``, ``"val_loss"``, or the name
             of any metric the model logs with ``direction``. A full-fidelity run keeps the
@@ -177,6 +158,12 @@ class KerasEvaluator(Evaluator):
             (a callback instance, a Callback class built without arguments, or a function
             returning a callback or a list of them).
         verbose: Keras verbosity.
+        **fields: shorthand for the pieces' fields by flat name, e.g. ``full_epochs=3`` for
+            ``fidelity=Fidelity(full_epochs=3)``: the recipe's (``learning_rate``,
+            ``optimizer``, ...), the fidelity's (``traction_epochs``, ``traction_steps``,
+            ``full_epochs``, ``patience``) and the measurement's as ``measure``,
+            ``export_quantize``, ``export_int8_io``, ``latency_runs``. Not together with the
+            piece they belong to.
 
     Metrics of a COMPLETED trial: ``objective``, ``val_loss``, ``val_accuracy``,
     ``train_loss``, ``train_accuracy`` (of the best epoch at full fidelity, the last one at
@@ -187,7 +174,7 @@ class KerasEvaluator(Evaluator):
     Example:
         >>> import keras_cnas as cnas
         >>> from keras_cnas.trial import Candidate
-        >>> evaluator = KerasEvaluator({"name": "digits"}, traction_epochs=1)
+        >>> evaluator = KerasEvaluator({"name": "digits"}, fidelity=Fidelity(traction_epochs=1))
         >>> spec = cnas.spaces.Descriptor((8, 8, 1), 10, [cnas.spaces.ConvLayer(8)])
         >>> result = evaluator.evaluate(Candidate(spec, "traction"), seed=1)
         >>> result.status.value, result.metrics["epochs"]
@@ -203,16 +190,12 @@ class KerasEvaluator(Evaluator):
     reported_costs = ("train_seconds",)
 
     def __init__(self, data: Dataset | DataSource | Mapping[str, Any], *,
-                 learning_rate: float = 5e-4, optimizer: str = "adam", momentum: float = 0.9,
-                 weight_decay: float = 0.0, lr_decay_epochs: Sequence[int] = (),
-                 lr_decay_factor: float = 0.1, batch_size: int = 128, augment: bool = True,
-                 traction_epochs: int | None = 3, traction_steps: int | None = None,
-                 full_epochs: int = 30, patience: int = 5, beta: float = 5e-5,
-                 regularizer: str = "params_k", time_limit_seconds: float | None = None,
-                 save_models: bool = False, measure: Sequence[str] = (),
-                 export_quantize: str = "int8", export_int8_io: bool = False,
-                 latency_runs: int = 50, objective: Any = J, direction: str | None = None,
-                 callbacks: Sequence[Any] = (), verbose: int = 0):
+                 recipe: OptimizerRecipe | None = None, fidelity: Fidelity | None = None,
+                 measurement: Measurement | None = None, batch_size: int = 128,
+                 augment: bool = True, beta: float = 5e-5, regularizer: str = "params_k",
+                 time_limit_seconds: float | None = None, save_models: bool = False,
+                 objective: Any = J, direction: str | None = None,
+                 callbacks: Sequence[Any] = (), verbose: int = 0, **fields: Any):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
             self._dataset: Dataset | None = data
@@ -230,52 +213,28 @@ class KerasEvaluator(Evaluator):
             from keras_cnas.data import as_dataset
 
             self._source, self._dataset = None, as_dataset(data)
-        self.recipe = OptimizerRecipe(optimizer, learning_rate, momentum=momentum,
-                                      weight_decay=weight_decay,
-                                      lr_decay_epochs=tuple(lr_decay_epochs),
-                                      lr_decay_factor=lr_decay_factor)
+        self.recipe, self.fidelity, self.measurement = _pieces(recipe, fidelity, measurement,
+                                                               fields)
         _positive_int("batch_size", batch_size)
         if not isinstance(augment, bool):
             raise ValueError(f"augment: expected True or False, got {augment!r}")
-        _positive_int("traction_epochs", traction_epochs, allow_none=True)
-        _positive_int("traction_steps", traction_steps, allow_none=True)
-        if traction_epochs is None and traction_steps is None:
-            raise ValueError("traction_epochs / traction_steps: both are None; set at least one "
-                             "(e.g. traction_epochs=3)")
-        _positive_int("full_epochs", full_epochs)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience: expected a non-negative integer, got {patience!r}")
         _number("beta", beta, positive=False, example="5e-5")
         REGULARIZERS.get(regularizer)  # KeyError listing the known names.
         if time_limit_seconds is not None:
             _number("time_limit_seconds", time_limit_seconds, positive=True, example="600")
         if not isinstance(save_models, bool):
             raise ValueError(f"save_models: expected True or False, got {save_models!r}")
-        measure = _measured_costs(measure, export_quantize)
-        if not isinstance(export_int8_io, bool) or (export_int8_io and export_quantize != "int8"):
-            raise ValueError(f"export_int8_io: expected True (with export_quantize='int8') or "
-                             f"False, got {export_int8_io!r} with {export_quantize!r}")
-        _positive_int("latency_runs", latency_runs)
         self.goal = Objective.resolve(objective, direction)
         self.objective, self.direction = self.goal.metric, self.goal.direction
         self.callbacks = _checked_callbacks(callbacks)
-        self.learning_rate = self.recipe.learning_rate
         self.batch_size = batch_size
         self.augment = augment
-        self.traction_epochs = traction_epochs
-        self.traction_steps = traction_steps
-        self.full_epochs = full_epochs
-        self.patience = patience
         self.beta = float(beta)
         self.regularizer = regularizer
         self.time_limit_seconds = None if time_limit_seconds is None else float(time_limit_seconds)
         self.save_models = save_models
-        self.measure = measure
-        self.export_quantize = export_quantize
-        self.export_int8_io = export_int8_io
-        self.latency_runs = latency_runs
         # Instance attribute: the constraints may bound exactly the costs measured here.
-        self.reported_costs = ("train_seconds", *measure)
+        self.reported_costs = ("train_seconds", *self.measurement.costs)
         self.verbose = int(verbose)
 
     # --- data ----------------------------------------------------------------------------
@@ -332,14 +291,14 @@ class KerasEvaluator(Evaluator):
     # --- configuration -------------------------------------------------------------------
 
     def _hyperparameters(self) -> dict[str, Any]:
-        recipe = self.recipe.get_config()
-        return {**recipe, "batch_size": self.batch_size,
-                "augment": self.augment, "traction_epochs": self.traction_epochs,
-                "traction_steps": self.traction_steps, "full_epochs": self.full_epochs,
-                "patience": self.patience, "beta": self.beta, "regularizer": self.regularizer,
+        """Flat, in the layout stored searches recorded (their resume compares it)."""
+        fidelity = self.fidelity
+        return {**self.recipe.get_config(), "batch_size": self.batch_size,
+                "augment": self.augment, "traction_epochs": fidelity.traction_epochs,
+                "traction_steps": fidelity.traction_steps, "full_epochs": fidelity.full_epochs,
+                "patience": fidelity.patience, "beta": self.beta, "regularizer": self.regularizer,
                 "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
-                "measure": list(self.measure), "export_quantize": self.export_quantize,
-                "export_int8_io": self.export_int8_io, "latency_runs": self.latency_runs,
+                **self.measurement.get_config(),
                 "objective": self.goal.name, "direction": self.goal.direction,
                 "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose}
 
@@ -399,15 +358,16 @@ class KerasEvaluator(Evaluator):
             callbacks.append(timer)
         early = None
         if candidate.fidelity == "traction":
-            callbacks.append(TractionCallback(self.traction_epochs, self.traction_steps))
-            epochs = self.traction_epochs or math.ceil(
-                self.traction_steps / math.ceil(len(data.y_train) / self.batch_size))
+            fidelity = self.fidelity
+            callbacks.append(TractionCallback(fidelity.traction_epochs, fidelity.traction_steps))
+            epochs = fidelity.traction_epochs or math.ceil(
+                fidelity.traction_steps / math.ceil(len(data.y_train) / self.batch_size))
         else:
             early = keras.callbacks.EarlyStopping(monitor=self.goal.monitor, mode=self.goal.direction,
-                                                  patience=self.patience,
+                                                  patience=self.fidelity.patience,
                                                   restore_best_weights=True)
             callbacks.append(early)
-            epochs = self.full_epochs
+            epochs = self.fidelity.full_epochs
         try:
             callbacks.extend(_resolved_callbacks(self.callbacks))
         except Exception as e:  # noqa: BLE001  a set-up problem: stop the search with it.
@@ -452,7 +412,7 @@ class KerasEvaluator(Evaluator):
             return EvaluationResult(metrics, costs, TrialStatus.FAILED,
                                     f"objective {self.goal.name!r} was not logged by fit; logged: "
                                     f"{', '.join(logged)} (a train metric is train_<name>)")
-        if self.measure:
+        if self.measurement.costs:
             try:
                 costs.update(self._measure(model, data, seed))
             except Exception as e:  # noqa: BLE001  an unconvertible model fails this trial.
@@ -489,7 +449,7 @@ class KerasEvaluator(Evaluator):
             RuntimeError: training diverged (NaN loss).
             InvalidSpecError, ValueError: the spec cannot be built for this data.
         """
-        epochs = self.full_epochs if epochs is None else epochs
+        epochs = self.fidelity.full_epochs if epochs is None else epochs
         _positive_int("epochs", epochs)
         from keras_cnas.training.callbacks import NanGuard
 
@@ -516,28 +476,29 @@ class KerasEvaluator(Evaluator):
 
     @property
     def export_target(self) -> Any:
-        """What the search prices before training: ``export_quantize`` (``"int8"`` or
-        ``"none"``; the float16 and dynamic-range exports TFLite Micro cannot run price
-        nothing) with ``export_int8_io`` when set."""
+        """What the search prices before training: the measurement's ``quantize``
+        (``"int8"`` or ``"none"``; the float16 and dynamic-range exports TFLite Micro cannot
+        run price nothing) with its ``int8_io`` when set."""
         from keras_cnas.costs.deployment import TARGET_QUANTIZATIONS, ExportTarget
 
-        if self.export_quantize not in TARGET_QUANTIZATIONS:
+        quantize = self.measurement.quantize
+        if quantize not in TARGET_QUANTIZATIONS:
             return None
-        return ExportTarget(self.export_quantize,
-                            bool(getattr(self, "export_int8_io", False)) and self.export_quantize == "int8")
+        return ExportTarget(quantize, self.measurement.int8_io and quantize == "int8")
 
     # --- helpers -------------------------------------------------------------------------
 
     def _measure(self, model: "keras.Model", data: Dataset, seed: int) -> dict[str, float]:
-        """Converts the trained model with ``export_quantize`` and measures ``measure``."""
+        """Converts the trained model with the measurement's quantization and measures its costs."""
         # Lazy: export loads TensorFlow and LiteRT.
         from keras_cnas.export import measure_costs, to_tflite
 
-        flatbuffer = to_tflite(model, self.export_quantize,
-                               representative_data=data if self.export_quantize == "int8" else None,
-                               int8_io=self.export_int8_io, seed=seed)
-        return measure_costs(flatbuffer, self.measure, latency_runs=self.latency_runs,
-                             latency_warmup=min(5, self.latency_runs))
+        how = self.measurement
+        flatbuffer = to_tflite(model, how.quantize,
+                               representative_data=data if how.quantize == "int8" else None,
+                               int8_io=how.int8_io, seed=seed)
+        return measure_costs(flatbuffer, how.costs, latency_runs=how.latency_runs,
+                             latency_warmup=min(5, how.latency_runs))
 
     def _build(self, spec: Spec, data: Dataset, seed: int) -> "keras.Model":
         from keras_cnas._keras import keras
@@ -579,30 +540,29 @@ class KerasEvaluator(Evaluator):
         return history.history
 
 
-def _measured_costs(measure: Any, export_quantize: Any) -> tuple[str, ...]:
-    """``measure`` validated against :data:`MEASURABLE_COSTS` and ``export_quantize``."""
-    if isinstance(measure, str) or not isinstance(measure, Sequence):
-        raise ValueError(f"measure: expected a list of cost names such as ('arena_bytes',), got "
-                         f"{measure!r}")
-    unknown = [m for m in measure if m not in MEASURABLE_COSTS]
+def _pieces(recipe: OptimizerRecipe | None, fidelity: Fidelity | None,
+            measurement: Measurement | None,
+            fields: Mapping[str, Any]) -> tuple[OptimizerRecipe, Fidelity, Measurement]:
+    """The three typed pieces, each given or made from its flat ``fields`` (never both)."""
+    unknown = sorted(set(fields) - set(RECIPE_FIELDS) - set(FIDELITY_FIELDS)
+                     - set(MEASUREMENT_FIELDS))
     if unknown:
-        raise ValueError(f"measure: unknown cost(s) {', '.join(map(repr, unknown))}; known: "
-                         f"{', '.join(MEASURABLE_COSTS)}")
-    if export_quantize not in EXPORT_QUANTIZATIONS:
-        raise ValueError(f"export_quantize: unknown quantization {export_quantize!r}; known: "
-                         f"{', '.join(EXPORT_QUANTIZATIONS)}")
-    if "arena_bytes" in measure:
-        if not micro_runs(export_quantize):
-            raise ValueError(f"measure: 'arena_bytes' needs a model TensorFlow Lite Micro can run, "
-                             f"and it cannot run {export_quantize!r} ones (hybrid / float16 "
-                             "weights); use export_quantize='int8' (or 'none')")
-        import importlib.util
-
-        if importlib.util.find_spec("tflite_micro") is None:
-            raise ValueError("measure: 'arena_bytes' runs the model in TensorFlow Lite Micro, "
-                             "which is not installed; pip install 'keras_cnas[micro]' (the "
-                             "tflite-micro package)")
-    return tuple(dict.fromkeys(measure))  # unique, in the given order
+        raise TypeError(f"KerasEvaluator: unknown argument(s) {', '.join(unknown)}; the pieces' "
+                        f"fields are {', '.join(RECIPE_FIELDS + FIDELITY_FIELDS + MEASUREMENT_FIELDS)}")
+    out = []
+    for piece, name, cls, names in ((recipe, "recipe", OptimizerRecipe, RECIPE_FIELDS),
+                                    (fidelity, "fidelity", Fidelity, FIDELITY_FIELDS),
+                                    (measurement, "measurement", Measurement, MEASUREMENT_FIELDS)):
+        given = {k: fields[k] for k in names if k in fields}
+        if piece is None:
+            piece = cls.from_config(given) if cls is not Fidelity else cls(**given)
+        elif not isinstance(piece, cls):
+            raise ValueError(f"{name}: expected a {cls.__name__}, got {type(piece).__name__}")
+        elif given:
+            raise ValueError(f"{', '.join(given)}: set in {name}={cls.__name__}(...) or as "
+                             "keywords, not both")
+        out.append(piece)
+    return out[0], out[1], out[2]
 
 
 def _save(model: "keras.Model", spec: Spec, metrics: Mapping[str, Any], out_dir: pathlib.Path) -> None:

@@ -7,7 +7,7 @@ zeroed filters alone meet the target (checked every few steps; training stops th
 removes them. If ``rounds`` rounds are not enough, it removes the smallest-norm survivors
 (a threshold on the RMS norm) until the target holds.
 
-Proximal gradient wants plain gradient steps (``TrainingConfig(optimizer="sgd")``, the
+Proximal gradient wants plain gradient steps (``TrainingConfig(optimizer="sgd_nesterov")``, the
 default :attr:`GroupLassoPruning.DEFAULT_TRAINING`): with Adam every coordinate moves by
 about the learning rate whatever its gradient, so lambda loses its meaning (any lambda
 above 1 then zeroes every unit).
@@ -64,7 +64,7 @@ class GroupLassoPruning(CompressionMethod):
 
     name = "group_lasso"
     #: Sparsity training per round: proximal SGD (see the module docstring).
-    DEFAULT_TRAINING = TrainingConfig(epochs=2, learning_rate=0.05, optimizer="sgd")
+    DEFAULT_TRAINING = TrainingConfig(epochs=2, learning_rate=0.05, optimizer="sgd_nesterov")
 
     def __init__(self, training: TrainingConfig, finetune: TrainingConfig, *,
                  strength: float = 1.0, lam: float | None = None, growth: float = 1.5,

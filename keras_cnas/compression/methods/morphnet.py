@@ -78,7 +78,7 @@ class MorphNet(CompressionMethod):
 
     name = "morphnet"
     #: The shrink phase: proximal SGD, as for group lasso.
-    DEFAULT_TRAINING = TrainingConfig(epochs=4, learning_rate=0.02, optimizer="sgd")
+    DEFAULT_TRAINING = TrainingConfig(epochs=4, learning_rate=0.02, optimizer="sgd_nesterov")
 
     def __init__(self, training: TrainingConfig, finetune: TrainingConfig, *,
                  strength: float = 2.0, lam: float | None = None, gamma_threshold: float = 1e-2,

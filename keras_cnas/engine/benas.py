@@ -14,7 +14,8 @@ highest ``accuracy x cost`` as the paper does (``select_by="accuracy_x_cost"``: 
 the larger feasible cells) or the highest accuracy (``select_by="accuracy"``). The chosen
 cell's final network (``final_layers`` deep) is trained from scratch by the ordinary search
 engine, so it gets the trial store, ``summary.json``, the retrained ``best/`` model and
-``--export``.
+``--export``. This module is that driver; it sits in the engine because it runs the
+engine's loop (``keras_cnas.search(space, strategy=BEnas(...))`` calls :func:`run_benas`).
 
 Costs the penalty and the constraints see are those of the *final* network (what gets
 deployed): every analytic cost, plus ``eval_ms``, the measured time of the shared-weights
@@ -26,97 +27,29 @@ from the last finished epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import os
 import pathlib
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from keras_cnas.costs import Constraints, CostPenalty, estimate
 from keras_cnas.data import Dataset
+from keras_cnas.engine.callbacks import CallbackList, ProgressPrinter, SearchCallback
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.spaces.enas_cell import EnasCellSpace, EnasNet
+from keras_cnas.strategies.benas import BEnas, BEnasConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BEnasConfig", "BEnasSearch", "SELECT_RULES"]
+__all__ = ["BEnasConfig", "BEnasSearch", "run_benas"]
 
-#: How SelectCell ranks the feasible samples.
-SELECT_RULES = ("accuracy_x_cost", "accuracy")
 #: The measured cost B-ENAS adds to the analytic ones.
 MEASURED = "eval_ms"
-
-
-@dataclasses.dataclass(frozen=True)
-class BEnasConfig:
-    """B-ENAS' settings (paper values where it gives them; CPU-sized otherwise).
-
-    Attributes:
-        epochs: Algorithm 1 iterations (TrainChild + TrainController).
-        child_steps: shared-weights steps per epoch; None: one pass over the training split.
-        batch_size: mini-batch of TrainChild and of each controller score.
-        controller_samples: cells per TrainController (``s`` of Algorithm 3).
-        alpha, beta: the reward's penalty weight and eq. 3's slope (paper: 0.1, 1).
-        penalty_bounds: soft bounds on top of the hard constraints, e.g. ``{"eval_ms": 20}``.
-        entropy_weight, baseline_decay: the REINFORCE reward's entropy bonus and baseline.
-        lstm_size, controller_learning_rate, temperature, tanh_constant: the controller
-            (paper: 2 LSTM layers, Adam 1e-3, temperature 5.0, tanh constant 2.5).
-        lr_max, lr_min, weight_decay: the shared weights' cosine schedule and decay (paper:
-            0.05 -> 0.001, 1e-4; Nesterov momentum 0.9).
-        select_samples: cells sampled by SelectCell (paper: 10).
-        select_by: ``"accuracy_x_cost"`` (paper) or ``"accuracy"``.
-        final_layers: cells of the final network (paper: 11).
-        final_filters: its stem width; None: the search's.
-        seed: seeds the controller, the supernet and every sample.
-    """
-
-    epochs: int = 10
-    child_steps: int | None = None
-    batch_size: int = 64
-    controller_samples: int = 20
-    alpha: float = 0.1
-    beta: float = 1.0
-    penalty_bounds: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    entropy_weight: float = 0.1
-    baseline_decay: float = 0.95
-    lstm_size: int = 64
-    controller_learning_rate: float = 1e-3
-    temperature: float = 5.0
-    tanh_constant: float = 2.5
-    lr_max: float = 0.05
-    lr_min: float = 0.001
-    weight_decay: float = 1e-4
-    select_samples: int = 10
-    select_by: str = "accuracy_x_cost"
-    final_layers: int = 11
-    final_filters: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "controller_samples", "select_samples",
-                     "final_layers", "lstm_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        for name in ("child_steps", "final_filters"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
-        if self.select_by not in SELECT_RULES:
-            raise ValueError(f"select_by: expected one of {', '.join(SELECT_RULES)}, got "
-                             f"{self.select_by!r}")
-        CostPenalty(dict(self.penalty_bounds), alpha=self.alpha, beta=self.beta)  # validates
-        object.__setattr__(self, "penalty_bounds", {k: float(v) for k, v in
-                                                    dict(self.penalty_bounds).items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "penalty_bounds": dict(self.penalty_bounds)}
 
 
 class BEnasSearch:
@@ -188,8 +121,8 @@ class BEnasSearch:
 
     def run(self, data: Dataset, search_dir: str | os.PathLike[str], *, evaluator: Any,
             resume: bool = False, overwrite: bool = False, finalize: bool = True,
-            verbose: bool = True, say: Callable[[str], None] = print,
-            config_extra: Mapping[str, Any] | None = None, runner: Any = None) -> Any:
+            verbose: bool = True, config_extra: Mapping[str, Any] | None = None,
+            runner: Any = None, callbacks: Sequence[SearchCallback] | None = None) -> Any:
         """Searches, selects a cell and trains its final network; returns the final
         ``SearchResult`` (``.best`` is the chosen cell's final network).
 
@@ -203,10 +136,15 @@ class BEnasSearch:
             config_extra: settings recorded in ``summary.json`` (e.g. the flags).
             runner: where the final network trains (default in this process); the
                 weight-sharing phase always runs here, on one shared model.
+            verbose: with no ``callbacks``: print progress (False: log it).
+            callbacks: the search's observers (default: a ``ProgressPrinter(verbose)``);
+                they get the weight-sharing phase's lines as ``on_message``.
         """
-        from keras_cnas.engine import SearchDirError, search
+        from keras_cnas.engine.search import SearchConfig, SearchDirError, run_search
         from keras_cnas.engine.search_dir import Manifest, SearchDirLock, check_path
         from keras_cnas.strategies.fixed import FixedSpecs
+
+        observers = CallbackList([ProgressPrinter(verbose)] if callbacks is None else callbacks)
 
         if resume and overwrite:
             raise ValueError("resume and overwrite: pass at most one of them")
@@ -233,17 +171,19 @@ class BEnasSearch:
             if not state_dir.exists():
                 manifest.claim_absent(["benas"])
             state_dir.mkdir(parents=True, exist_ok=True)
-            selected = self._search(data, state_dir, say if verbose else (lambda _: None))
+            selected = self._search(data, state_dir, observers.on_message)
             final = self.final_space.net(selected["cell"])
-            say(f"B-ENAS chose cell {final.cell.key()}: final network {final.describe()}")
+            observers.on_message(f"B-ENAS chose cell {final.cell.key()}: final network "
+                                 f"{final.describe()}")
             # The final network's search may not have started before an interruption.
             started = (search_dir / "trials.db").exists()
-            return search(self.final_space, self.constraints,
-                          strategy=FixedSpecs([final], phase="final"),
-                          evaluator=evaluator, search_dir=search_dir, runner=runner,
-                          seed=self.config.seed, resume=resume and started,
-                          finalize=finalize, verbose=verbose,
-                          config_extra={**(config_extra or {}), "benas": self.config.to_dict()})
+            config = SearchConfig(search_dir=search_dir, seed=self.config.seed,
+                                  resume=resume and started, finalize=finalize,
+                                  config_extra={**(config_extra or {}),
+                                                "benas": self.config.to_dict()})
+            return run_search(self.final_space, self.constraints,
+                              strategy=FixedSpecs([final], phase="final"), evaluator=evaluator,
+                              runner=runner, config=config, callbacks=observers.callbacks)
 
     def _search(self, data: Dataset, state_dir: pathlib.Path,
                 say: Callable[[str], None]) -> dict[str, Any]:
@@ -392,3 +332,33 @@ class BEnasSearch:
         policy.load_state_dict(state["policy"])
         rng.bit_generator.state = state["rng"]
         return state
+
+
+def run_benas(space: EnasCellSpace, constraints: Constraints | None = None, *, strategy: BEnas,
+              evaluator: Any, runner: Any = None, config: Any = None,
+              callbacks: Sequence[SearchCallback] = ()) -> Any:
+    """:class:`~keras_cnas.strategies.benas.BEnas`'s driver: the engine's ``run_search``
+    hands it the search (same arguments); the weight-sharing phase trains on the
+    evaluator's data, then the chosen cell's final network runs through the trial loop.
+
+    Raises:
+        ValueError: ``space`` is not an ``EnasCellSpace``, or the data has no validation
+            split; ``max_trials`` is set (B-ENAS trains one final network).
+    """
+    from keras_cnas.engine.search import SearchConfig
+
+    config = config or SearchConfig()
+    strategy.check_space(space)
+    if config.max_trials is not None:
+        raise ValueError(f"max_trials: B-ENAS trains one final network, got max_trials="
+                         f"{config.max_trials}; drop it (benas_epochs sets the search's length)")
+    if config.search_dir is None:
+        import tempfile
+
+        search_dir: Any = tempfile.mkdtemp(prefix="keras_cnas_benas_")
+    else:
+        search_dir = config.search_dir
+    driver = BEnasSearch(space, constraints, strategy.config)
+    return driver.run(evaluator.dataset, search_dir, evaluator=evaluator, resume=config.resume,
+                      overwrite=config.overwrite, finalize=config.finalize,
+                      config_extra=config.config_extra, runner=runner, callbacks=callbacks)

@@ -42,14 +42,6 @@ def test_readme_first_screen_shows_the_two_commands():
 
 # --- import direction (docs/architecture.md, "Layers") ------------------------------------
 
-# Upward imports that issue 17b removes on its branch (the engine reports through observers
-# instead of importing report.tensorboard; B-ENAS's driver moves beside the engine). Delete
-# this list when issue 17b is merged: a stale entry fails test_no_import_points_up_the_layering.
-KNOWN_VIOLATIONS = {
-    ("keras_cnas/engine/search.py", "report"),   # issue 17b: search() observers
-    ("keras_cnas/training/benas.py", "engine"),  # issue 17b: B-ENAS driver beside the engine
-}
-
 
 def documented_layers(doc: str) -> dict[str, int]:
     """The layer of each unit of ``keras_cnas/`` (a subpackage ``x/`` or a module ``x.py``)
@@ -118,11 +110,7 @@ def upward_imports(root: pathlib.Path, layers: dict[str, int]) -> list[tuple[str
 def test_no_import_points_up_the_layering():
     layers = documented_layers((REPO / "docs" / "architecture.md").read_text())
     found = upward_imports(REPO, layers)
-    known = {(file, _unit(module)) for file, _, module, _ in found}
-    stale = sorted(KNOWN_VIOLATIONS - known)
-    assert stale == [], "these upward imports are gone: delete them from KNOWN_VIOLATIONS"
-    offenders = [f"{file}:{line} {module}: {why}" for file, line, module, why in found
-                 if (file, _unit(module)) not in KNOWN_VIOLATIONS]
+    offenders = [f"{file}:{line} {module}: {why}" for file, line, module, why in found]
     assert offenders == [], "move the code down or invert the dependency (docs/architecture.md)"
 
 

@@ -22,7 +22,7 @@ from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, Spa
 from keras_cnas.spaces.blockset import DEFAULT_STAGE_POSITIONS
 from keras_cnas.strategies import STRATEGIES
 from keras_cnas.strategies.flags import StrategyFlag, parse_penalty_bounds
-from keras_cnas.training.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRecipe
+from keras_cnas.optimizer import RCAS_EPOCHS, RCAS_RECIPE, OptimizerRecipe
 
 SPACE_NAMES = ("descriptor", "blockset", "enas_cell", "hyper")
 #: --dataset values beyond the registered datasets: a folder of images per class.

@@ -17,7 +17,7 @@ import numpy as np
 from keras_cnas._checks import is_int, is_real
 from keras_cnas._keras import keras
 from keras_cnas.data import Dataset
-from keras_cnas.training.optimizer import OPTIMIZERS, OptimizerRecipe
+from keras_cnas.optimizer import OPTIMIZERS, OptimizerRecipe
 
 __all__ = ["OPTIMIZERS", "TrainingConfig", "accuracy", "fit", "outputs_probabilities",
            "recalibrate_batch_norm"]
@@ -35,7 +35,7 @@ class TrainingConfig:
         steps_per_epoch: cap on the steps of an epoch (None: the whole split), for quick
             runs on large data.
         optimizer: ``"adam"``, or ``"sgd_nesterov"`` (momentum 0.9, Nesterov), the names of
-            :class:`~keras_cnas.training.optimizer.OptimizerRecipe`, which builds it
+            :class:`~keras_cnas.optimizer.OptimizerRecipe`, which builds it
             (:attr:`recipe`): proximal methods (group lasso, MorphNet) need plain gradient
             steps, whose size compares with the proximal step; Adam rescales every coordinate
             to about the learning rate.

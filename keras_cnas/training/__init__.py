@@ -15,7 +15,7 @@ from keras_cnas.training.base import DIRECTIONS, EVALUATORS, Evaluator
 # Imported eagerly so that EVALUATORS knows "keras" and "tabular" when a worker rebuilds an
 # evaluator from JSON; neither module imports TensorFlow (the Keras one does so when it trains).
 from keras_cnas.training.evaluator import REGULARIZERS, KerasEvaluator
-from keras_cnas.training.optimizer import RCAS_RECIPE, OptimizerRecipe
+from keras_cnas.optimizer import RCAS_RECIPE, OptimizerRecipe
 from keras_cnas.training.settings import Fidelity, Measurement
 from keras_cnas.training.tabular import (
     TABULAR_BENCHMARKS,

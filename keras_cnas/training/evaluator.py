@@ -34,7 +34,7 @@ from keras_cnas.registry import Registry
 from keras_cnas.spaces.base import Spec
 from keras_cnas.training.base import EVALUATORS, Evaluator
 from keras_cnas.training.objective import J, Objective
-from keras_cnas.training.optimizer import OptimizerRecipe
+from keras_cnas.optimizer import OptimizerRecipe
 from keras_cnas.training.settings import EXPORT_QUANTIZATIONS, MEASURABLE_COSTS, Fidelity, Measurement
 from keras_cnas.trial import Candidate, EvaluationResult, TrialStatus
 
@@ -128,7 +128,7 @@ class KerasEvaluator(Evaluator):
             ``{"name": "digits"}``); or anything :func:`keras_cnas.data.as_dataset` reads:
             ``(x, y)`` arrays, a ``tf.data.Dataset`` (or ``(train, validation)`` ones), an
             image folder. A source is loaded lazily, once per process.
-        recipe: the optimizer and its schedule (:class:`~keras_cnas.training.optimizer.OptimizerRecipe`;
+        recipe: the optimizer and its schedule (:class:`~keras_cnas.optimizer.OptimizerRecipe`;
             default Adam 5e-4, MIT-LL; ``RCAS_RECIPE``: SGD Nesterov, RCAS §4.1).
         fidelity: traction / full epochs and early-stopping patience
             (:class:`~keras_cnas.training.settings.Fidelity`; default 3 / 30 epochs, patience 5).

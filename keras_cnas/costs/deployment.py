@@ -588,8 +588,10 @@ def converted_bytes(graph: ModelView) -> int:
     the serving signature, and the padding and shared vtables between them. Equal to
     ``len(flatbuffer)`` on random specs of every modelled space and target
     (``tests/test_deployment.py``); it assumes TensorFlow 2.21's converter (a converter
-    that names, orders or versions differently changes the figure by a few bytes per
-    tensor, which that test would report).
+    that names, orders or versions differently, or writes other conversion metadata,
+    changes the figure by a few bytes per tensor, which that test would report). The
+    converter shares identical constant buffers; trained layers never hold equal weights,
+    so no graph here has any to share.
     """
     return packed_model_bytes(packed_model(graph))
 

@@ -279,3 +279,24 @@ def test_from_json_merges_runs_and_refuses_ones_that_disagree(bench, tmp_path):
     assert sorted(f["strategy"] for f in merged) == ["bayesopt", "evolution", "random"]
     with pytest.raises(bench.app.UsageError, match="--from_json: .*run2.json disagrees"):
         bench.merge_figures([str(p) for p in paths])
+
+
+def test_runs_log_resumes_a_stopped_run_and_reports_its_complete_seeds(shared_data, tmp_path):
+    """A rerun skips the searches in --runs_log; --report_only reports the seeds it has."""
+    program = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "tabular.py"
+    log = tmp_path / "runs.jsonl"
+
+    def run(*flags):
+        done = subprocess.run(
+            [sys.executable, str(program), f"--data_dir={shared_data}", "--queries=20",
+             "--problems=nas-bench-macro", "--strategies=random", "--copies=original",
+             "--workers=1", f"--runs_log={log}", *flags],
+            capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout
+
+    assert run("--seeds=1").startswith("6 searches on 1 processes (0 of 6 in")
+    assert len(log.read_text().splitlines()) == 6
+    assert run("--seeds=1").startswith("0 searches on 1 processes (6 of 6 in")
+    report = run("--seeds=2", "--report_only")
+    assert '"seeds": {"random": 1}' in report and "over 1 seeds" in report
+    assert len(log.read_text().splitlines()) == 6

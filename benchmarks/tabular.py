@@ -324,19 +324,22 @@ def main(argv):
 
 
 def merge_figures(paths: list[str]) -> list[dict]:
-    """The figures of several runs' ``--json_out`` files as one list. A setting that two
-    runs both measured (random search, the reference every run includes) must agree:
-    a seed fixes a search, so the same searches give the same figures."""
+    """The figures of several runs' ``--json_out`` files as one list. A setting two runs
+    both measured over the same seeds (random search, the reference every run includes)
+    must agree: a seed fixes a search, so the same searches give the same figures. Over
+    different seeds, the figure with more seeds is kept."""
     merged: dict[tuple, dict] = {}
     for path in paths:
         for f in json.loads(pathlib.Path(path).read_text()):
             key = (f["table"], f["labels"], f["cost"], f["quantile"], f["queries"], f["strategy"])
-            if key in merged and (merged[key]["mean_regret"], merged[key]["seeds"]) != \
-                    (f["mean_regret"], f["seeds"]):
+            old = merged.get(key)
+            if old is not None and old["seeds"] == f["seeds"] \
+                    and old["mean_regret"] != f["mean_regret"]:
                 raise app.UsageError(f"--from_json: {path} disagrees with an earlier file on "
-                                     f"{key}: {f['mean_regret']} vs {merged[key]['mean_regret']} "
-                                     "(other seeds or another version of the strategy?)")
-            merged[key] = f
+                                     f"{key}: {f['mean_regret']} vs {old['mean_regret']} "
+                                     f"over {f['seeds']} seeds (another version of the strategy?)")
+            if old is None or f["seeds"] > old["seeds"]:
+                merged[key] = f
     return list(merged.values())
 
 
@@ -349,11 +352,18 @@ def print_tables(figures: list[dict], strategies: list[str], default: str,
     settings = list(dict.fromkeys((f["table"], f["labels"], f["cost"], f["quantile"], f["bound"],
                                    f["queries"]) for f in figures))
     shown = [s for s in strategies if any(f["strategy"] == s for f in figures)]
-    seeds = sorted({f["seeds"] for f in figures if f["strategy"] in shown})
-    print(f"Mean regret (accuracy points) ± 95 % CI over {'/'.join(map(str, seeds))} seeds, "
-          "and the ratio to random search\n")
-    print("| table | labels | bound | N | " + " | ".join(
-        f"{s}{' (default)' if s == default else ''}" for s in shown) + " |")
+    seeds = {s: sorted({f["seeds"] for f in figures if f["strategy"] == s}) for s in shown}
+    uniform = len({tuple(v) for v in seeds.values()}) == 1
+    print("Mean regret (accuracy points) ± 95 % CI over "
+          + (f"{'/'.join(map(str, seeds[shown[0]]))} seeds" if uniform else "the seeds named")
+          + ", and the ratio to random search\n")
+
+    def head(s: str) -> str:
+        notes = (["default"] if s == default else []) + (
+            [] if uniform else [f"{'/'.join(map(str, seeds[s]))} seeds"])
+        return s + (f" ({', '.join(notes)})" if notes else "")
+
+    print("| table | labels | bound | N | " + " | ".join(head(s) for s in shown) + " |")
     print("|" + "---|" * (4 + len(shown)))
     summary: dict[tuple, dict[str, list[float]]] = {}
     for name, copy, cost, q, bound, n in settings:
@@ -377,7 +387,7 @@ def print_tables(figures: list[dict], strategies: list[str], default: str,
 
     print("\nOver the six bounds of each table (mean regret, ratio to random); goal for N ≥ 50: "
           f"best ≤ 0.5x random, the default ({default}) ≤ 1x\n")
-    print("| table | labels | N | " + " | ".join(shown) + " | goal |")
+    print("| table | labels | N | " + " | ".join(head(s) for s in shown) + " | goal |")
     print("|" + "---|" * (4 + len(shown)))
     verdicts = []
     for name, copy, n in dict.fromkeys((t, c, n) for t, c, _, _, _, n in settings):

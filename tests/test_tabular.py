@@ -272,13 +272,16 @@ def test_from_json_merges_runs_and_refuses_ones_that_disagree(bench, tmp_path):
     paths = []
     for i, figures in enumerate(([figure("random", 0.4), figure("evolution", 0.3)],
                                  [figure("random", 0.4), figure("bayesopt", 0.1)],
-                                 [figure("random", 0.5)])):
+                                 [figure("random", 0.5)],
+                                 [{**figure("random", 0.45), "seeds": 8}])):
         paths.append(tmp_path / f"run{i}.json")
         paths[-1].write_text(json.dumps(figures))
-    merged = bench.merge_figures([str(p) for p in paths[:2]])
+    merged = bench.merge_figures([str(p) for p in (paths[0], paths[1], paths[3])])
     assert sorted(f["strategy"] for f in merged) == ["bayesopt", "evolution", "random"]
+    # Over fewer seeds a figure may differ; the one over more seeds is kept.
+    assert [f["mean_regret"] for f in merged if f["strategy"] == "random"] == [0.4]
     with pytest.raises(bench.app.UsageError, match="--from_json: .*run2.json disagrees"):
-        bench.merge_figures([str(p) for p in paths])
+        bench.merge_figures([str(p) for p in paths[:3]])
 
 
 def test_runs_log_resumes_a_stopped_run_and_reports_its_complete_seeds(shared_data, tmp_path):

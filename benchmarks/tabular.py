@@ -107,6 +107,8 @@ flags.DEFINE_integer("workers", 2, "Processes running searches in parallel.", lo
 flags.DEFINE_string("json_out", None, "Also write every figure to this JSON file.")
 flags.DEFINE_string("runs_log", None, "Append every search to this JSON-lines file as it ends "
                     "and skip the searches already in it, so a stopped run resumes.")
+flags.DEFINE_list("only_seeds", [], "Run only these of the --seeds (two processes sharing "
+                  "a machine can split them; the report counts every seed in --runs_log).")
 flags.DEFINE_bool("report_only", False, "Run nothing: report the searches in --runs_log, each "
                   "strategy over the seeds 0..k-1 that all of its settings have.")
 flags.DEFINE_list("from_json", [], "Run nothing: print the tables of these --json_out files "
@@ -262,7 +264,9 @@ def main(argv):
             if line.strip():
                 row = json.loads(line)
                 found[tuple(row["job"])] = row["found"]
-    todo = [] if FLAGS.report_only else [j for j in jobs if job_key(j) not in found]
+    only = {int(s) for s in FLAGS.only_seeds} or set(range(FLAGS.seeds))
+    todo = [] if FLAGS.report_only else [j for j in jobs
+                                         if job_key(j) not in found and j[8] in only]
     done = sum(job_key(j) in found for j in jobs)
     print(f"{len(todo)} searches on {FLAGS.workers} processes ({done} of {len(jobs)} in "
           f"{log}) ..." if log else f"{len(todo)} searches on {FLAGS.workers} processes ...",

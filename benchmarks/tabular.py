@@ -321,7 +321,8 @@ def main(argv):
                                         "bound": bound, "best_feasible": best, "queries": n,
                                         "strategy": strategy, "mean_regret": mean, "ci95": half,
                                         "seeds": len(runs),
-                                        "mean_trials": float(np.mean([min(len(r), n) for r in runs]))})
+                                        "mean_trials": float(np.mean([min(len(r), n)
+                                                                      for r in runs]))})
     if FLAGS.json_out:
         pathlib.Path(FLAGS.json_out).write_text(json.dumps(figures, indent=1))
     verdicts = print_tables(figures, strategies, default, FLAGS.tuned)
@@ -381,7 +382,8 @@ def print_tables(figures: list[dict], strategies: list[str], default: str,
             if f is None:
                 cells.append("n/a")
                 continue
-            summary.setdefault((name, copy, n), {}).setdefault(strategy, []).append(f["mean_regret"])
+            summary.setdefault((name, copy, n), {}).setdefault(strategy, []).append(
+                f["mean_regret"])
             cell = f"{f['mean_regret']:.2f} ± {f['ci95']:.2f}"
             if f["mean_trials"] < n:
                 cell += f" [{f['mean_trials']:.0f} trials]"

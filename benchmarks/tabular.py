@@ -78,6 +78,8 @@ STRATEGY_FACTORIES: dict[str, Callable[[int, str], Strategy]] = {
     "rcas": lambda n, metric: RCAS(),
     "local_search": lambda n, metric: LocalSearch(),
     "bayesopt": lambda n, metric: BayesOpt(),
+    # A setting tried on the tuning tables and not taken (docs/results.md): 5 random starts.
+    "bayesopt_i5": lambda n, metric: BayesOpt(num_initial=5),
     # Optuna's TPE (pip install keras_cnas[tpe]); not in the default list: with the
     # infeasible proposals it tells, a 200-trial search grows to thousands of Optuna trials.
     "tpe": lambda n, metric: TPE(),
@@ -88,7 +90,8 @@ STRATEGY_FACTORIES: dict[str, Callable[[int, str], Strategy]] = {
 }
 DEFAULT_STRATEGIES = ["random", "evolution", "montecarlo", "rcas", "local_search", "bayesopt"]
 #: Strategies whose asks do not depend on max_trials: one run at the largest N serves all.
-ANYTIME = frozenset({"random", "rcas", "local_search", "bayesopt", "tpe", "reinforce"})
+ANYTIME = frozenset({"random", "rcas", "local_search", "bayesopt", "bayesopt_i5", "tpe",
+                     "reinforce"})
 COSTS = ("params", "flops")
 QUANTILES = (0.10, 0.25, 0.50)
 COPIES = ("original", "shuffled")
@@ -105,6 +108,12 @@ flags.DEFINE_list("tuned", ["nas-bench-macro", "channel-bench-macro-mobilenet"],
                   "Tables the settings were chosen on; the others are marked unseen.")
 flags.DEFINE_integer("workers", 2, "Processes running searches in parallel.", lower_bound=1)
 flags.DEFINE_string("json_out", None, "Also write every figure to this JSON file.")
+flags.DEFINE_string("runs_log", None, "Append every search to this JSON-lines file as it ends "
+                    "and skip the searches already in it, so a stopped run resumes.")
+flags.DEFINE_list("only_seeds", [], "Run only these of the --seeds (two processes sharing "
+                  "a machine can split them; the report counts every seed in --runs_log).")
+flags.DEFINE_bool("report_only", False, "Run nothing: report the searches in --runs_log, each "
+                  "strategy over the seeds 0..k-1 that all of its settings have.")
 flags.DEFINE_list("from_json", [], "Run nothing: print the tables of these --json_out files "
                   "of earlier runs, side by side (the settings both measured must agree).")
 
@@ -182,6 +191,12 @@ def run_one(job: tuple) -> tuple:
     return job, found, time.perf_counter() - started
 
 
+def job_key(job: tuple) -> tuple:
+    """What identifies a search across runs: the job without its directories."""
+    name, copy, _, _, cost, bound, strategy, n, seed = job
+    return name, copy, cost, bound, strategy, n, seed
+
+
 def best_of_first(found: list[float | None], n: int) -> float | None:
     values = [v for v in found[:n] if v is not None]
     return max(values) if values else None
@@ -242,26 +257,54 @@ def main(argv):
                         for seed in range(FLAGS.seeds):
                             jobs.append((name, copy, FLAGS.data_dir, copies_dir, cost, bound,
                                          strategy, n, seed))
-    # The model-based searches take longest: start them first so the pool ends together.
-    jobs.sort(key=lambda j: j[6] != "bayesopt")
-    print(f"{len(jobs)} searches on {FLAGS.workers} processes ...", flush=True)
-    started = time.time()
+    # Seed by seed, so that a run stopped early has every setting for its first seeds; in
+    # each seed the model-based searches first (they take longest).
+    jobs.sort(key=lambda j: (j[8], j[6] != "bayesopt"))
     found: dict[tuple, list] = {}
+    log = pathlib.Path(FLAGS.runs_log) if FLAGS.runs_log else None
+    if log is not None and log.exists():
+        for line in log.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                found[tuple(row["job"])] = row["found"]
+    only = {int(s) for s in FLAGS.only_seeds} or set(range(FLAGS.seeds))
+    todo = [] if FLAGS.report_only else [j for j in jobs
+                                         if job_key(j) not in found and j[8] in only]
+    done = sum(job_key(j) in found for j in jobs)
+    print(f"{len(todo)} searches on {FLAGS.workers} processes ({done} of {len(jobs)} in "
+          f"{log}) ..." if log else f"{len(todo)} searches on {FLAGS.workers} processes ...",
+          flush=True)
+    started = time.time()
     seconds: dict[str, float] = {}
-    with concurrent.futures.ProcessPoolExecutor(FLAGS.workers) as pool:
-        for k, (job, trials, secs) in enumerate(pool.map(run_one, jobs, chunksize=4)):
-            found[job] = trials
+    with concurrent.futures.ProcessPoolExecutor(FLAGS.workers) as pool, \
+            (open(log, "a") if log is not None else open(os.devnull, "w")) as out:
+        futures = [pool.submit(run_one, job) for job in todo]
+        for k, future in enumerate(concurrent.futures.as_completed(futures)):
+            job, trials, secs = future.result()
+            found[job_key(job)] = trials
+            out.write(json.dumps({"job": list(job_key(job)), "found": trials,
+                                  "seconds": round(secs, 3)}) + "\n")
+            out.flush()
             seconds[job[6]] = seconds.get(job[6], 0.0) + secs
-            if (k + 1) % max(1, len(jobs) // 10) == 0:
-                print(f"  {k + 1}/{len(jobs)} after {time.time() - started:.0f} s", flush=True)
+            if (k + 1) % max(1, len(todo) // 20) == 0:
+                print(f"  {k + 1}/{len(todo)} after {time.time() - started:.0f} s", flush=True)
     wall = time.time() - started
     print(f"done in {wall:.0f} s; search seconds per strategy: "
           + ", ".join(f"{s} {v:.0f}" for s, v in seconds.items()) + "\n")
 
+    def run_n(strategy, n):
+        return queries[-1] if strategy in ANYTIME else n
+
+    # Each strategy over the seeds 0..k-1 that every one of its searches has.
+    seeds_of = {}
+    for strategy in strategies:
+        mine = [j for j in jobs if j[6] == strategy]
+        seeds_of[strategy] = next((k for k in range(FLAGS.seeds) if any(
+            j[8] == k and job_key(j) not in found for j in mine)), FLAGS.seeds)
+
     def results(name, copy, cost, bound, strategy, n):
-        run_n = queries[-1] if strategy in ANYTIME else n
-        return [found.get((name, copy, FLAGS.data_dir, copies_dir, cost, bound, strategy, run_n, s))
-                for s in range(FLAGS.seeds)]
+        return [found.get((name, copy, cost, bound, strategy, run_n(strategy, n), s))
+                for s in range(seeds_of[strategy])]
 
     figures = []
     for name, rows in settings.items():
@@ -270,37 +313,41 @@ def main(argv):
                 for n in queries:
                     for strategy in strategies:
                         runs = results(name, copy, cost, bound, strategy, n)
-                        if any(r is None for r in runs):
+                        if not runs or any(r is None for r in runs):
                             continue  # not run here (an RCAS without an empty choice)
                         regrets = [best - (best_of_first(r, n) or 0.0) for r in runs]
                         mean, half = mean_ci(regrets)
                         figures.append({"table": name, "labels": copy, "cost": cost, "quantile": q,
                                         "bound": bound, "best_feasible": best, "queries": n,
                                         "strategy": strategy, "mean_regret": mean, "ci95": half,
-                                        "seeds": FLAGS.seeds,
-                                        "mean_trials": float(np.mean([min(len(r), n) for r in runs]))})
+                                        "seeds": len(runs),
+                                        "mean_trials": float(np.mean([min(len(r), n)
+                                                                      for r in runs]))})
     if FLAGS.json_out:
         pathlib.Path(FLAGS.json_out).write_text(json.dumps(figures, indent=1))
     verdicts = print_tables(figures, strategies, default, FLAGS.tuned)
-    print("\n" + json.dumps({"tabular_regret": len(figures), "seeds": FLAGS.seeds,
+    print("\n" + json.dumps({"tabular_regret": len(figures), "seeds": seeds_of,
                              "goal_met": sum(verdicts), "goal_settings": len(verdicts),
                              "wall_seconds": round(wall)}))
 
 
 def merge_figures(paths: list[str]) -> list[dict]:
-    """The figures of several runs' ``--json_out`` files as one list. A setting that two
-    runs both measured (random search, the reference every run includes) must agree:
-    a seed fixes a search, so the same searches give the same figures."""
+    """The figures of several runs' ``--json_out`` files as one list. A setting two runs
+    both measured over the same seeds (random search, the reference every run includes)
+    must agree: a seed fixes a search, so the same searches give the same figures. Over
+    different seeds, the figure with more seeds is kept."""
     merged: dict[tuple, dict] = {}
     for path in paths:
         for f in json.loads(pathlib.Path(path).read_text()):
             key = (f["table"], f["labels"], f["cost"], f["quantile"], f["queries"], f["strategy"])
-            if key in merged and (merged[key]["mean_regret"], merged[key]["seeds"]) != \
-                    (f["mean_regret"], f["seeds"]):
+            old = merged.get(key)
+            if old is not None and old["seeds"] == f["seeds"] \
+                    and old["mean_regret"] != f["mean_regret"]:
                 raise app.UsageError(f"--from_json: {path} disagrees with an earlier file on "
-                                     f"{key}: {f['mean_regret']} vs {merged[key]['mean_regret']} "
-                                     "(other seeds or another version of the strategy?)")
-            merged[key] = f
+                                     f"{key}: {f['mean_regret']} vs {old['mean_regret']} "
+                                     f"over {f['seeds']} seeds (another version of the strategy?)")
+            if old is None or f["seeds"] > old["seeds"]:
+                merged[key] = f
     return list(merged.values())
 
 
@@ -313,11 +360,18 @@ def print_tables(figures: list[dict], strategies: list[str], default: str,
     settings = list(dict.fromkeys((f["table"], f["labels"], f["cost"], f["quantile"], f["bound"],
                                    f["queries"]) for f in figures))
     shown = [s for s in strategies if any(f["strategy"] == s for f in figures)]
-    seeds = sorted({f["seeds"] for f in figures if f["strategy"] in shown})
-    print(f"Mean regret (accuracy points) ± 95 % CI over {'/'.join(map(str, seeds))} seeds, "
-          "and the ratio to random search\n")
-    print("| table | labels | bound | N | " + " | ".join(
-        f"{s}{' (default)' if s == default else ''}" for s in shown) + " |")
+    seeds = {s: sorted({f["seeds"] for f in figures if f["strategy"] == s}) for s in shown}
+    uniform = len({tuple(v) for v in seeds.values()}) == 1
+    print("Mean regret (accuracy points) ± 95 % CI over "
+          + (f"{'/'.join(map(str, seeds[shown[0]]))} seeds" if uniform else "the seeds named")
+          + ", and the ratio to random search\n")
+
+    def head(s: str) -> str:
+        notes = (["default"] if s == default else []) + (
+            [] if uniform else [f"{'/'.join(map(str, seeds[s]))} seeds"])
+        return s + (f" ({', '.join(notes)})" if notes else "")
+
+    print("| table | labels | bound | N | " + " | ".join(head(s) for s in shown) + " |")
     print("|" + "---|" * (4 + len(shown)))
     summary: dict[tuple, dict[str, list[float]]] = {}
     for name, copy, cost, q, bound, n in settings:
@@ -328,7 +382,8 @@ def print_tables(figures: list[dict], strategies: list[str], default: str,
             if f is None:
                 cells.append("n/a")
                 continue
-            summary.setdefault((name, copy, n), {}).setdefault(strategy, []).append(f["mean_regret"])
+            summary.setdefault((name, copy, n), {}).setdefault(strategy, []).append(
+                f["mean_regret"])
             cell = f"{f['mean_regret']:.2f} ± {f['ci95']:.2f}"
             if f["mean_trials"] < n:
                 cell += f" [{f['mean_trials']:.0f} trials]"
@@ -341,7 +396,7 @@ def print_tables(figures: list[dict], strategies: list[str], default: str,
 
     print("\nOver the six bounds of each table (mean regret, ratio to random); goal for N ≥ 50: "
           f"best ≤ 0.5x random, the default ({default}) ≤ 1x\n")
-    print("| table | labels | N | " + " | ".join(shown) + " | goal |")
+    print("| table | labels | N | " + " | ".join(head(s) for s in shown) + " | goal |")
     print("|" + "---|" * (4 + len(shown)))
     verdicts = []
     for name, copy, n in dict.fromkeys((t, c, n) for t, c, _, _, _, n in settings):

@@ -272,10 +272,34 @@ def test_from_json_merges_runs_and_refuses_ones_that_disagree(bench, tmp_path):
     paths = []
     for i, figures in enumerate(([figure("random", 0.4), figure("evolution", 0.3)],
                                  [figure("random", 0.4), figure("bayesopt", 0.1)],
-                                 [figure("random", 0.5)])):
+                                 [figure("random", 0.5)],
+                                 [{**figure("random", 0.45), "seeds": 8}])):
         paths.append(tmp_path / f"run{i}.json")
         paths[-1].write_text(json.dumps(figures))
-    merged = bench.merge_figures([str(p) for p in paths[:2]])
+    merged = bench.merge_figures([str(p) for p in (paths[0], paths[1], paths[3])])
     assert sorted(f["strategy"] for f in merged) == ["bayesopt", "evolution", "random"]
+    # Over fewer seeds a figure may differ; the one over more seeds is kept.
+    assert [f["mean_regret"] for f in merged if f["strategy"] == "random"] == [0.4]
     with pytest.raises(bench.app.UsageError, match="--from_json: .*run2.json disagrees"):
-        bench.merge_figures([str(p) for p in paths])
+        bench.merge_figures([str(p) for p in paths[:3]])
+
+
+def test_runs_log_resumes_a_stopped_run_and_reports_its_complete_seeds(shared_data, tmp_path):
+    """A rerun skips the searches in --runs_log; --report_only reports the seeds it has."""
+    program = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "tabular.py"
+    log = tmp_path / "runs.jsonl"
+
+    def run(*flags):
+        done = subprocess.run(
+            [sys.executable, str(program), f"--data_dir={shared_data}", "--queries=20",
+             "--problems=nas-bench-macro", "--strategies=random", "--copies=original",
+             "--workers=1", f"--runs_log={log}", *flags],
+            capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout
+
+    assert run("--seeds=1").startswith("6 searches on 1 processes (0 of 6 in")
+    assert len(log.read_text().splitlines()) == 6
+    assert run("--seeds=1").startswith("0 searches on 1 processes (6 of 6 in")
+    report = run("--seeds=2", "--report_only")
+    assert '"seeds": {"random": 1}' in report and "over 1 seeds" in report
+    assert len(log.read_text().splitlines()) == 6

@@ -224,15 +224,35 @@ GRAPHS: Registry[Callable[..., ModelView]] = Registry("deployment graph")
 
 def _descriptor_graph(spec, g: GraphBuilder) -> ModelView:
     x = g.x
-    for layer in spec.conv_layers:
-        k, fx, fy, px, py, sx, sy = layer
-        x = g.conv(x, k, (fy, fx), activation=_RELU)
+    starts = {s.start for s in spec.skips}
+    ends = {s.end: s for s in spec.skips}
+    skip_input = x
+    for i, layer in enumerate(spec.conv_layers):
+        k, fx, fy, px, py, sx, sy, stride = layer
+        if i in starts:
+            skip_input = x
+        if i in ends:
+            x = _descriptor_skip_end(spec, g, ends[i], skip_input, x, layer)
+        else:
+            x = g.conv(x, k, (fy, fx), stride, activation=_RELU)
         if px != 1 or py != 1 or sx != 1 or sy != 1:
             x = g.max_pool(x, (py, px), (sy, sx))
-    x = g.flatten(x)
+    x = g.global_average_pool(x) if spec.global_pool else g.flatten(x)
     for layer in spec.fc_layers:
         x = g.dense(x, layer.n_hidden, activation=_RELU)
     return g.classifier(x, spec.num_classes)
+
+
+def _descriptor_skip_end(spec, g: GraphBuilder, skip, skip_input: int, x: int, layer) -> int:
+    """The last conv of a skip (BN folded, no ReLU), its shortcut (a 1x1 projection, after
+    the main path as Keras runs it) and the ADD that takes the ReLU."""
+    y = g.conv(x, layer.n_filters, (layer.filt_y, layer.filt_x), layer.stride)
+    shortcut = skip_input
+    strides = spec.shortcut(skip)
+    if strides is not None:
+        shortcut = g.conv(skip_input, layer.n_filters, (1, 1), strides[0],
+                          out_hw=g.shape(y)[:2])
+    return g.add(y, shortcut, activation=_RELU)
 
 
 def _blockset_graph(spec, g: GraphBuilder) -> ModelView:

@@ -360,6 +360,23 @@ class BlockSetSpace(Space):
 
     name = "blockset"
 
+    @classmethod
+    def for_budget(cls, constraints: Any, input_shape: Sequence[int], num_classes: int,
+                   **options: Any) -> "BlockSetSpace":
+        """A MobileNetV2-skeleton space (width multiplier, positions per stage, head width)
+        sized so that its empty network and a useful share of its samples fit ``constraints``
+        (see :func:`keras_cnas.costs.sizing.blockset_space_for_budget`, which this calls).
+
+        Example:
+            >>> from keras_cnas.costs import Constraints
+            >>> space = BlockSetSpace.for_budget(Constraints(max_params=100_000), (32, 32, 3), 10)
+            >>> space.skeleton.stem_filters < 32
+            True
+        """
+        from keras_cnas.costs.sizing import blockset_space_for_budget  # costs sit above spaces
+
+        return blockset_space_for_budget(constraints, input_shape, num_classes, **options).space
+
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
                  skeleton: Skeleton | Mapping[str, Any] | None = None,
                  block_types: Sequence[BlockType | Mapping[str, Any]] | None = None):

@@ -155,6 +155,11 @@ class KerasEvaluator(Evaluator):
         save_models: when ``evaluate`` gets a ``workdir``, save each COMPLETED trial's model
             there (``model.keras``, ``spec.json``, ``metrics.json``), e.g. for an
             :class:`~keras_cnas.training.ensemble.Ensemble` of the best N.
+        inherit_weights: save each COMPLETED trial's weights (``weights.npz`` in its trial
+            directory) and start a candidate whose ``info`` names a ``"parent"`` trial from
+            that trial's weights where the layers match (:mod:`keras_cnas.training.inherit`);
+            its metrics then hold ``inherited_layers``, ``inherited_partial`` and the
+            ``initial_val_loss`` before training. Off by default.
         measure: costs to measure on each trained candidate's TFLite artifact, from
             :data:`MEASURABLE_COSTS`: ``"tflite_bytes"``, ``"arena_bytes"`` (TFLite Micro;
             needs ``tflite-micro``), ``"latency_ms"`` (median, XNNPACK, one thread). They
@@ -213,7 +218,7 @@ class KerasEvaluator(Evaluator):
                  save_models: bool = False, measure: Sequence[str] = (),
                  export_quantize: str = "int8", export_int8_io: bool = False,
                  latency_runs: int = 50, objective: Any = J, direction: str | None = None,
-                 callbacks: Sequence[Any] = (), verbose: int = 0):
+                 callbacks: Sequence[Any] = (), verbose: int = 0, inherit_weights: bool = False):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
             self._dataset: Dataset | None = data
@@ -271,6 +276,9 @@ class KerasEvaluator(Evaluator):
         self.regularizer = regularizer
         self.time_limit_seconds = None if time_limit_seconds is None else float(time_limit_seconds)
         self.save_models = save_models
+        if not isinstance(inherit_weights, bool):
+            raise ValueError(f"inherit_weights: expected True or False, got {inherit_weights!r}")
+        self.inherit_weights = inherit_weights
         self.measure = measure
         self.export_quantize = export_quantize
         self.export_int8_io = export_int8_io
@@ -347,7 +355,9 @@ class KerasEvaluator(Evaluator):
                 "measure": list(self.measure), "export_quantize": self.export_quantize,
                 "export_int8_io": self.export_int8_io, "latency_runs": self.latency_runs,
                 "objective": self.goal.name, "direction": self.goal.direction,
-                "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose}
+                "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose,
+                # Only when set: an older search's identity still compares equal on resume.
+                **({"inherit_weights": True} if self.inherit_weights else {})}
 
     def get_config(self) -> dict[str, Any]:
         """JSON-compatible constructor arguments.
@@ -396,6 +406,7 @@ class KerasEvaluator(Evaluator):
         except Exception as e:  # noqa: BLE001  any failure to build is this trial's outcome.
             logger.info("trial %s failed to build: %s", spec.key(), e)
             return EvaluationResult(status=TrialStatus.FAILED, error=_error_text("build failed", e))
+        inherited = self._inherit(model, data, candidate, workdir)
 
         guard = NanGuard()
         callbacks: list[keras.callbacks.Callback] = [guard]
@@ -434,7 +445,7 @@ class KerasEvaluator(Evaluator):
         if early is not None and early.best_epoch is not None and 0 <= early.best_epoch < run:
             best = early.best_epoch
         metrics: dict[str, float] = {"epochs": run, "best_epoch": best + 1,
-                                     "params": model.count_params()}
+                                     "params": model.count_params(), **inherited}
         for name, values in history.items():  # every logged metric, the compiled ones too
             if name != "lr" and len(values) > best >= 0:
                 metrics[name if name.startswith("val_") else f"train_{name}"] = float(values[best])
@@ -465,6 +476,10 @@ class KerasEvaluator(Evaluator):
                 logger.info("trial %s: TFLite measurement failed: %s", spec.key(), e)
                 return EvaluationResult(metrics, costs, TrialStatus.FAILED,
                                         _error_text("TFLite measurement failed", e))
+        if self.inherit_weights and workdir is not None:
+            from keras_cnas.training.inherit import WEIGHTS_FILE, save_weights
+
+            save_weights(model, pathlib.Path(workdir) / WEIGHTS_FILE)
         if self.save_models and workdir is not None:
             try:
                 _save(model, spec, {**metrics, **costs, "seed": seed,
@@ -544,6 +559,27 @@ class KerasEvaluator(Evaluator):
                                int8_io=self.export_int8_io, seed=seed)
         return measure_costs(flatbuffer, self.measure, latency_runs=self.latency_runs,
                              latency_warmup=min(5, self.latency_runs))
+
+    def _inherit(self, model: "keras.Model", data: Dataset, candidate: Candidate,
+                 workdir: pathlib.Path | None) -> dict[str, float]:
+        """Starts ``model`` from its parent trial's weights (``inherit_weights``); the counts
+        and the validation loss before training, for the metrics."""
+        if not self.inherit_weights:
+            return {}
+        from keras_cnas.training.inherit import inherit_weights, parent_weights
+
+        source = parent_weights(workdir, dict(candidate.info))
+        if source is None:
+            return {}
+        counts = inherit_weights(model, source)
+        out: dict[str, float] = {"inherited_layers": counts["copied"],
+                                 "inherited_partial": counts["partial"]}
+        if not getattr(model, "_is_compiled", False):  # a build function's compile is kept
+            model.compile(loss="sparse_categorical_crossentropy")
+            out["initial_val_loss"] = float(model.evaluate(
+                data.tf_dataset("validation", batch_size=self.batch_size), verbose=0))
+            model._is_compiled = False  # _fit compiles it with the recipe's optimizer
+        return out
 
     def _build(self, spec: Spec, data: Dataset, seed: int) -> "keras.Model":
         from keras_cnas._keras import keras

@@ -118,3 +118,13 @@ def test_params_and_madds_are_exact_for_random_residual_descriptors(count):
     for _ in range(count):
         assert_costs_exact(SPACE.sample(rng))
     assert_costs_exact(reference.resnet_cifar_descriptor(8))
+
+
+def test_space_config_round_trips_and_the_papers_config_is_unchanged():
+    from keras_cnas.spaces import Space
+
+    assert Space.from_json(SPACE.to_json()) == SPACE
+    assert SPACE.get_config()["max_skip_span"] == 3 and SPACE.get_config()["global_pool"] is True
+    # A search started before version 2 compares its stored configuration on resume.
+    paper = DescriptorSpace((32, 32, 3), 10).get_config()
+    assert not {"max_stride", "max_skip_span", "global_pool"} & set(paper)

@@ -34,11 +34,17 @@ SPACES = {
     "descriptor": DescriptorSpace((12, 12, 1), 10, max_conv_layers=3, max_filters=16,
                                   max_fc_layers=2, max_hidden=32),
     "blockset": BlockSetSpace((16, 16, 3), 10, skeleton=SMALL_SKELETON),
+    # Strided convs, identity and projection skips, global pooling.
+    "residual": DescriptorSpace((12, 12, 3), 10, max_conv_layers=4, max_filters=16,
+                                max_fc_layers=1, max_hidden=32, max_stride=2, max_skip_span=2,
+                                global_pool=True),
 }
 SLOW_SPACES = {
     "descriptor": DescriptorSpace((28, 28, 1), 10, max_conv_layers=4, max_filters=32,
                                   max_fc_layers=2, max_hidden=128),
     "blockset": BlockSetSpace((16, 16, 3), 10, skeleton=SKELETON),
+    "residual": DescriptorSpace((32, 32, 3), 10, max_conv_layers=8, max_filters=32,
+                                max_fc_layers=1, max_hidden=64, max_stride=2, max_skip_span=3),
 }
 
 
@@ -61,16 +67,23 @@ def _check_space(space: str, count: int, seed: int, spaces=SPACES) -> None:
 
 # Default suite: 30 specs in all (12 descriptors, 12 genotypes, 6 ResNets; each target
 # alike), ~1 s of conversion each. The slow suite converts 200 per space.
-@pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6)])
+@pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6),
+                                         ("residual", 9)])
 def test_priced_arena_equals_tflite_micro_and_flash_equals_the_file(space, count):
     _check_space(space, count, seed=0)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(4 * 3600)  # 200 conversions: ~10 min per space idle, over an hour loaded
-@pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet"])
+@pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet", "residual"])
 def test_priced_costs_on_200_random_specs_per_space(space):
     _check_space(space, 200, seed=1000, spaces=SLOW_SPACES)
+
+
+def test_resnet8_as_a_descriptor_prices_as_the_resnet():
+    for target in TARGETS:
+        assert (deployment_costs(cnas.spaces.reference.resnet_cifar_descriptor(8), target)["arena_bytes"]
+                == deployment_costs(cnas.spaces.reference.resnet_cifar(8), target)["arena_bytes"])
 
 
 def test_solved_arena_equals_the_binary_search_over_the_replay():

@@ -3,8 +3,8 @@
 For each reference network (an MLPerf-Tiny-style ResNet-8, ``reference.resnet_cifar(8)``, and
 a MobileNetV2-style network, ``reference.mobilenet_v2(alpha)`` at 32x32) the budget is the
 reference's own int8 TFLite Micro arena, flatbuffer size and MAdds, priced by our cost model
-(``costs.Pricer``: the arena equals TFLite Micro's byte for byte, the flash is an upper bound
-on the flatbuffer). Under that budget a Monte Carlo search runs on the residual descriptor
+(``costs.Pricer``: the arena equals TFLite Micro's byte for byte, the flash the flatbuffer's
+length). Under that budget a Monte Carlo search runs on the residual descriptor
 space sized for it (``DescriptorSpace.for_budget``), once without and once with weight
 inheritance (``KerasEvaluator(inherit_weights=True)``). The references and each search's best
 are then trained with the same recipe for the same epochs on train + validation

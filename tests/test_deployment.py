@@ -65,8 +65,8 @@ def _check_space(space: str, count: int, seed: int, spaces=SPACES) -> None:
         assert_deployment_costs_exact(spec, target, seed=seed + i)
 
 
-# Default suite: 30 specs in all (12 descriptors, 12 genotypes, 6 ResNets; each target
-# alike), ~1 s of conversion each. The slow suite converts 200 per space.
+# Default suite: 39 specs in all (12 descriptors, 12 genotypes, 6 ResNets, 9 residual
+# descriptors; each target alike), ~1 s of conversion each. The slow suite converts 200 per space.
 @pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6),
                                          ("residual", 9)])
 def test_priced_arena_equals_tflite_micro_and_flash_equals_the_file(space, count):
@@ -78,6 +78,28 @@ def test_priced_arena_equals_tflite_micro_and_flash_equals_the_file(space, count
 @pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet", "residual"])
 def test_priced_costs_on_200_random_specs_per_space(space):
     _check_space(space, 200, seed=1000, spaces=SLOW_SPACES)
+
+
+def test_residual_edge_cases_are_priced_exactly():
+    """Shapes random sampling rarely draws: a projection with unequal (y, x) strides, an
+    identity skip from the model's input (int8 I/O: the ADD reads the input tensor), a
+    projection across a strided, pooled layer, two skips back to back."""
+    from keras_cnas.spaces import ConvLayer, Descriptor, FcLayer
+    from keras_cnas.spaces.descriptor import Skip
+
+    specs = [
+        Descriptor((12, 12, 3), 10, (ConvLayer(8, pool_x=2, sub_x=2), ConvLayer(8)), (),
+                   (Skip(0, 1),), True),
+        Descriptor((12, 12, 4), 10, (ConvLayer(4), ConvLayer(6, stride=2)), (FcLayer(16),),
+                   (Skip(0, 0),)),
+        Descriptor((12, 12, 3), 10, (ConvLayer(8, stride=2, pool_x=2, pool_y=2, sub_x=2, sub_y=2),
+                                     ConvLayer(8)), (), (Skip(0, 1),), True),
+        Descriptor((12, 12, 4), 10, (ConvLayer(4), ConvLayer(4), ConvLayer(4)), (),
+                   (Skip(0, 1), Skip(2, 2)), True),
+    ]
+    assert specs[0].shortcut(specs[0].skips[0]) == (1, 2)
+    for i, spec in enumerate(specs):
+        assert_deployment_costs_exact(spec, TARGETS[(i + 1) % len(TARGETS)], seed=i)
 
 
 def test_resnet8_as_a_descriptor_prices_as_the_resnet():

@@ -34,11 +34,17 @@ SPACES = {
     "descriptor": DescriptorSpace((12, 12, 1), 10, max_conv_layers=3, max_filters=16,
                                   max_fc_layers=2, max_hidden=32),
     "blockset": BlockSetSpace((16, 16, 3), 10, skeleton=SMALL_SKELETON),
+    # Strided convs, identity and projection skips, global pooling.
+    "residual": DescriptorSpace((12, 12, 3), 10, max_conv_layers=4, max_filters=16,
+                                max_fc_layers=1, max_hidden=32, max_stride=2, max_skip_span=2,
+                                global_pool=True),
 }
 SLOW_SPACES = {
     "descriptor": DescriptorSpace((28, 28, 1), 10, max_conv_layers=4, max_filters=32,
                                   max_fc_layers=2, max_hidden=128),
     "blockset": BlockSetSpace((16, 16, 3), 10, skeleton=SKELETON),
+    "residual": DescriptorSpace((32, 32, 3), 10, max_conv_layers=8, max_filters=32,
+                                max_fc_layers=1, max_hidden=64, max_stride=2, max_skip_span=3),
 }
 
 
@@ -59,18 +65,47 @@ def _check_space(space: str, count: int, seed: int, spaces=SPACES) -> None:
         assert_deployment_costs_exact(spec, target, seed=seed + i)
 
 
-# Default suite: 30 specs in all (12 descriptors, 12 genotypes, 6 ResNets; each target
-# alike), ~1 s of conversion each. The slow suite converts 200 per space.
-@pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6)])
+# Default suite: 39 specs in all (12 descriptors, 12 genotypes, 6 ResNets, 9 residual
+# descriptors; each target alike), ~1 s of conversion each. The slow suite converts 200 per space.
+@pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6),
+                                         ("residual", 9)])
 def test_priced_arena_equals_tflite_micro_and_flash_equals_the_file(space, count):
     _check_space(space, count, seed=0)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(4 * 3600)  # 200 conversions: ~10 min per space idle, over an hour loaded
-@pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet"])
+@pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet", "residual"])
 def test_priced_costs_on_200_random_specs_per_space(space):
     _check_space(space, 200, seed=1000, spaces=SLOW_SPACES)
+
+
+def test_residual_edge_cases_are_priced_exactly():
+    """Shapes random sampling rarely draws: a projection with unequal (y, x) strides, an
+    identity skip from the model's input (int8 I/O: the ADD reads the input tensor), a
+    projection across a strided, pooled layer, two skips back to back."""
+    from keras_cnas.spaces import ConvLayer, Descriptor, FcLayer
+    from keras_cnas.spaces.descriptor import Skip
+
+    specs = [
+        Descriptor((12, 12, 3), 10, (ConvLayer(8, pool_x=2, sub_x=2), ConvLayer(8)), (),
+                   (Skip(0, 1),), True),
+        Descriptor((12, 12, 4), 10, (ConvLayer(4), ConvLayer(6, stride=2)), (FcLayer(16),),
+                   (Skip(0, 0),)),
+        Descriptor((12, 12, 3), 10, (ConvLayer(8, stride=2, pool_x=2, pool_y=2, sub_x=2, sub_y=2),
+                                     ConvLayer(8)), (), (Skip(0, 1),), True),
+        Descriptor((12, 12, 4), 10, (ConvLayer(4), ConvLayer(4), ConvLayer(4)), (),
+                   (Skip(0, 1), Skip(2, 2)), True),
+    ]
+    assert specs[0].shortcut(specs[0].skips[0]) == (1, 2)
+    for i, spec in enumerate(specs):
+        assert_deployment_costs_exact(spec, TARGETS[(i + 1) % len(TARGETS)], seed=i)
+
+
+def test_resnet8_as_a_descriptor_prices_as_the_resnet():
+    for target in TARGETS:
+        assert (deployment_costs(cnas.spaces.reference.resnet_cifar_descriptor(8), target)["arena_bytes"]
+                == deployment_costs(cnas.spaces.reference.resnet_cifar(8), target)["arena_bytes"])
 
 
 def test_solved_arena_equals_the_binary_search_over_the_replay():

@@ -138,7 +138,7 @@ def test_descriptor_space_defaults_are_the_papers_cifar_bounds():
     ('{"space": "descriptor", "version": 1, "input_shape": [8, 8, 1], "num_classes": 10, '
      '"conv_layers": [], "fc_layers": [{"n_hidden": "64"}]}', r"fc_layers\[0\]\.n_hidden: expected an integer"),
     ('{"space": "descriptor", "version": 9, "input_shape": [8, 8, 1], "num_classes": 10, '
-     '"conv_layers": [], "fc_layers": []}', r"version: Descriptor reads version 1, got 9"),
+     '"conv_layers": [], "fc_layers": []}', r"version: Descriptor reads version 2, got 9"),
     ('{"space": "nope", "version": 1}', r"space: unknown spec type 'nope'; known: blockset, categorical, descriptor"),
 ])
 def test_malformed_spec_json_names_the_field_and_value(text, match):

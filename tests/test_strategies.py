@@ -63,6 +63,13 @@ def descriptor_space() -> DescriptorSpace:
                            max_fc_layers=1, max_hidden=64)
 
 
+def residual_space() -> DescriptorSpace:
+    """Strided convs, skips and global pooling: the skip moves and decisions."""
+    return DescriptorSpace((8, 8, 1), 4, max_conv_layers=3, max_filters=32, max_kernel=3,
+                           max_fc_layers=1, max_hidden=64, max_stride=2, max_skip_span=2,
+                           global_pool=True)
+
+
 def descriptor_objective(spec: Spec) -> float:
     """Smooth in the widths, best with 2 conv layers of 12 filters and one fc layer of 24."""
     assert isinstance(spec, Descriptor)
@@ -76,6 +83,7 @@ PROBLEMS = {
     # name: (space, objective, estimate, feasible bound on params, impossible bound)
     "categorical": (categorical_space, categorical_objective, categorical_estimate, 280, 50),
     "descriptor": (descriptor_space, descriptor_objective, estimate, 6000, 10),
+    "residual": (residual_space, descriptor_objective, estimate, 3000, 10),
 }
 
 #: Small budgets per registered strategy, so every test runs in milliseconds.

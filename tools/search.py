@@ -45,6 +45,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import keras_cnas as cnas  # noqa: E402
 from keras_cnas.cli import search as cli  # noqa: E402
+from keras_cnas.cli.sized import sized_space  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import DEFAULT_MAX_INT8_DROP  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
@@ -171,6 +172,9 @@ flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every tr
 flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=True)
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
 flags.DEFINE_bool("overwrite", False, "Delete the search in --search_dir and start over.")
+flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child from its "
+                  "parent trial's trained weights where layers match (saved as weights.npz in "
+                  "each trial directory).")
 flags.DEFINE_bool("finalize", True, "Retrain the best on train + validation and save it.")
 flags.DEFINE_integer("top_k_export", 0, "Retrain the N best on train + validation and export each "
                      "to a verified model.tflite (--export's quantization, default int8) under "
@@ -256,13 +260,23 @@ def main(argv):
     # A registered dataset's source is cached per process (workers reload it); a folder,
     # --data_fn or --augment gives the data in memory (workers get it as an .npz).
     data, source = cli.make_data(values)
-    space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
-    strategy = cli.make_strategy(FLAGS.strategy, space, values)
     try:
         evaluator = cnas.training.KerasEvaluator(source, save_models=FLAGS.ensemble_size > 0,
+                                                 inherit_weights=FLAGS.inherit_weights,
                                                  **cli.evaluator_kwargs(values))
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
+    # A budget and no space flags: the space is sized from the budget (cli/sized.py).
+    sized = sized_space(FLAGS.space, data.input_shape, data.num_classes, constraints,
+                        {name for name in values if FLAGS[name].present}, evaluator.export_target)
+    if sized is not None:
+        space = sized.space
+        extra["space_sizing"] = sized.to_dict()
+        print(f"space sized for the budget: {sized.settings}, {sized.share:.0%} of "
+              f"{sized.samples} samples feasible")
+    else:
+        space = cli.make_space(FLAGS.space, data.input_shape, data.num_classes, values)
+    strategy = cli.make_strategy(FLAGS.strategy, space, values)
     runner = make_runner()
     target = f"device: {device.describe()}\n" if device is not None else ""
     print(f"{data.summary()}\nspace: {space!r}\n{target}constraints: {constraints}\n"

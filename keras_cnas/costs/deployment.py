@@ -203,19 +203,21 @@ class GraphBuilder:
 
     # --- layers --------------------------------------------------------------------------
 
-    def conv(self, x: int, filters: int, kernel: tuple[int, int], stride: int = 1,
-             groups: int = 1, activation: int = _NO_ACTIVATION,
-             out_hw: tuple[int, int] | None = None, *, valid: bool = False,
-             weights_name: str = "", bias_name: str = "") -> int:
+    def conv(self, x: int, filters: int, kernel: tuple[int, int],
+             stride: int | tuple[int, int] = 1, groups: int = 1,
+             activation: int = _NO_ACTIVATION, out_hw: tuple[int, int] | None = None, *,
+             valid: bool = False, weights_name: str = "", bias_name: str = "") -> int:
         """Conv2D (+ BatchNorm, + ReLU): one CONV_2D with a (folded) bias; "same" padding
         unless ``out_hw`` gives the output's height and width, or ``valid`` marks a 1x1
         convolution with Keras' default "valid" padding (the same shape; the converter
-        keeps the padding). Its output is named like its bias (deduplicated)."""
+        keeps the padding). ``stride``: one for both axes or a (y, x) pair. Its output is
+        named like its bias (deduplicated)."""
         h, w, c = self.shape(x)
         weights = self._weights((filters, kernel[0], kernel[1], c // groups), filters,
                                 weights_name)
         bias = self._bias(filters, bias_name)
-        ho, wo = out_hw or (-(-h // stride), -(-w // stride))
+        sy, sx = (stride, stride) if isinstance(stride, int) else stride
+        ho, wo = out_hw or (-(-h // sy), -(-w // sx))
         out = self._activation((1, ho, wo, filters), bias_name)
         valid = valid or out_hw is not None
         return self._op("CONV_2D", [x, weights, bias], out,
@@ -314,20 +316,50 @@ def _fused(*parts: str) -> str:
 def _descriptor_graph(spec, g: GraphBuilder) -> ModelView:
     net = "descriptor_net"
     x = g.x
+    starts = {s.start for s in spec.skips}
+    ends = {s.end: s for s in spec.skips}
+    skip_input = x
     for i, layer in enumerate(spec.conv_layers):
-        k, fx, fy, px, py, sx, sy = layer
-        conv = f"{net}/conv_{i}/Conv2D"
-        x = g.conv(x, k, (fy, fx), activation=_RELU, weights_name=conv,
-                   bias_name=_fused(f"{net}/conv_{i}_relu/Relu",
-                                    f"{net}/conv_{i}_bn/FusedBatchNormV3", conv))
+        k, fx, fy, px, py, sx, sy, stride = layer
+        if i in starts:
+            skip_input = x
+        if i in ends:
+            x = _descriptor_skip_end(spec, g, net, i, ends[i], skip_input, x, layer)
+        else:
+            conv = f"{net}/conv_{i}/Conv2D"
+            x = g.conv(x, k, (fy, fx), stride, activation=_RELU, weights_name=conv,
+                       bias_name=_fused(f"{net}/conv_{i}_relu/Relu",
+                                        f"{net}/conv_{i}_bn/FusedBatchNormV3", conv))
         if px != 1 or py != 1 or sx != 1 or sy != 1:
             x = g.max_pool(x, (py, px), (sy, sx), name=f"{net}/conv_{i}_pool/MaxPool")
-    x = g.flatten(x, name=f"{net}/flatten/Reshape")
+    if spec.global_pool:
+        x = g.global_average_pool(x, name=f"{net}/global_pool/Mean")
+    else:
+        x = g.flatten(x, name=f"{net}/flatten/Reshape")
     for j, layer in enumerate(spec.fc_layers):
         fc = f"{net}/fc_{j}"
         x = g.dense(x, layer.n_hidden, activation=_RELU, weights_name=f"{fc}/MatMul",
                     bias_name=f"{fc}/Relu;{fc}/BiasAdd", name=f"{fc}/MatMul;{fc}/Relu;{fc}/BiasAdd")
     return g.classifier(x, spec.num_classes, net)
+
+
+def _descriptor_skip_end(spec, g: GraphBuilder, net: str, i: int, skip, skip_input: int,
+                         x: int, layer) -> int:
+    """The last conv of a skip (BN folded, no ReLU), its shortcut (a 1x1 projection, after
+    the main path as Keras runs it) and the ADD that takes the ReLU."""
+    conv = f"{net}/conv_{i}/Conv2D"
+    y = g.conv(x, layer.n_filters, (layer.filt_y, layer.filt_x), layer.stride,
+               weights_name=conv, bias_name=_fused(f"{net}/conv_{i}_bn/FusedBatchNormV3", conv))
+    shortcut = skip_input
+    strides = spec.shortcut(skip)
+    if strides is not None:
+        proj = f"{net}/conv_{i}_shortcut/Conv2D"
+        # "same" padding, as built: the converter keeps it (spec.shortcut picks strides
+        # whose "same" output is the main path's).
+        shortcut = g.conv(skip_input, layer.n_filters, (1, 1), strides, weights_name=proj,
+                          bias_name=_fused(f"{net}/conv_{i}_shortcut_bn/FusedBatchNormV3", proj))
+    return g.add(y, shortcut, activation=_RELU,
+                 name=_fused(f"{net}/conv_{i}_relu/Relu", f"{net}/conv_{i}_add/add"))
 
 
 def _blockset_conv(g: GraphBuilder, x: int, net: str, layer: str, filters: int, kernel: int,

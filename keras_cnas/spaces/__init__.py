@@ -15,7 +15,7 @@ from keras_cnas.spaces.blockset import (
     Stage,
 )
 from keras_cnas.spaces.categorical import CategoricalSpace, CategoricalSpec
-from keras_cnas.spaces.descriptor import ConvLayer, Coordinate, Descriptor, DescriptorSpace, FcLayer
+from keras_cnas.spaces.descriptor import ConvLayer, Coordinate, Descriptor, DescriptorSpace, FcLayer, Skip
 from keras_cnas.spaces.resnet import ResNetSpec
 from keras_cnas.spaces.hyper import HyperParameters, HyperSpace, HyperSpec
 from keras_cnas.spaces.enas_cell import Block, EnasCell, EnasCellSpace, EnasNet
@@ -24,5 +24,5 @@ __all__ = [
     "DEFAULT_BLOCK_TYPES", "SPACES", "SPEC_TYPES", "Block", "BlockSetGenotype", "BlockSetSpace",
     "BlockType", "CategoricalSpace", "CategoricalSpec", "ConvLayer", "Coordinate", "Descriptor",
     "DescriptorSpace", "EnasCell", "EnasCellSpace", "EnasNet", "FcLayer", "HyperParameters", "HyperSpace", "HyperSpec", "Mutation", "Position",
-    "ResNetSpec", "Skeleton", "Space", "Spec", "Stage", "reference", "spec_from_dict", "spec_from_json",
+    "ResNetSpec", "Skeleton", "Skip", "Space", "Spec", "Stage", "reference", "spec_from_dict", "spec_from_json",
 ]

@@ -14,7 +14,7 @@ import abc
 import dataclasses
 import hashlib
 import json
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from keras_cnas.registry import Registry
 SPEC_TYPES: Registry[type["Spec"]] = Registry("spec type")
 #: Space classes by name, for ``Space.from_config`` and the command-line tools.
 SPACES: Registry[type["Space"]] = Registry("space")
+#: ``for_budget`` by space name: ``fn(constraints, input_shape, num_classes, **options) ->
+#: Space``. Registered by ``keras_cnas._plugins`` (the sizing prices specs: it lives in
+#: ``costs``, above the spaces).
+SIZERS: Registry[Callable[..., "Space"]] = Registry("space sizer")
 
 
 class Spec(abc.ABC):

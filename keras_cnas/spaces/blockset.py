@@ -51,6 +51,7 @@ import numpy as np
 
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces.base import (
+    SIZERS,
     SPACES,
     SPEC_TYPES,
     Mutation,
@@ -355,6 +356,21 @@ class BlockSetSpace(Space):
     """
 
     name = "blockset"
+
+    @classmethod
+    def for_budget(cls, constraints: Any, input_shape: Sequence[int], num_classes: int,
+                   **options: Any) -> "BlockSetSpace":
+        """A MobileNetV2-skeleton space (width multiplier, positions per stage, head width)
+        sized so that its empty network and a useful share of its samples fit ``constraints``
+        (see :func:`keras_cnas.costs.sizing.blockset_space_for_budget`, which this calls).
+
+        Example:
+            >>> from keras_cnas.costs import Constraints
+            >>> space = BlockSetSpace.for_budget(Constraints(max_params=100_000), (32, 32, 3), 10)
+            >>> space.skeleton.stem_filters < 32
+            True
+        """
+        return SIZERS.get(cls.name)(constraints, input_shape, num_classes, **options)
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *,
                  skeleton: Skeleton | Mapping[str, Any] | None = None,

@@ -21,7 +21,7 @@ from keras_cnas.spaces.blockset import (
     Skeleton,
     Stage,
 )
-from keras_cnas.spaces.descriptor import ConvLayer, Descriptor, FcLayer
+from keras_cnas.spaces.descriptor import ConvLayer, Descriptor, FcLayer, Skip
 from keras_cnas.spaces.resnet import ResNetSpec
 
 #: VGG-19's conv widths; "M" is a 2x2 max-pool with stride 2 after the preceding conv.
@@ -150,3 +150,30 @@ def resnet_cifar(depth: int = 20, input_shape: Sequence[int] = (32, 32, 3), num_
     widths = (width, 2 * width, 4 * width)
     return ResNetSpec(tuple(input_shape), num_classes, widths, (n, n, n),
                       tuple(w for w in widths for _ in range(n)))
+
+
+def resnet_cifar_descriptor(depth: int = 8, input_shape: Sequence[int] = (32, 32, 3),
+                            num_classes: int = 10, width: int = 16) -> Descriptor:
+    """:func:`resnet_cifar` as a residual descriptor: the stem conv, then each basic block
+    as two 3x3 conv layers (the first with the block's stride) under one skip, global
+    average pooling and the classifier.
+
+    Its params, MAdds and FLOPs are those of ``resnet_cifar(depth, ...)``; ResNet-8 is the
+    MLPerf Tiny image-classification reference's topology (16/32/64 channels; 78,714
+    parameters with BN statistics, 78,042 trainable; 12.5 M MAdds).
+
+    Example:
+        >>> from keras_cnas.costs import estimate
+        >>> r8 = resnet_cifar_descriptor(8)
+        >>> (estimate(r8).params, estimate(r8).madds) == (
+        ...     estimate(resnet_cifar(8)).params, estimate(resnet_cifar(8)).madds)
+        True
+    """
+    spec = resnet_cifar(depth, input_shape, num_classes, width)
+    conv = [ConvLayer(spec.stage_widths[0])]
+    skips = []
+    for _, c_out, mid, stride in spec.blocks():
+        conv += [ConvLayer(mid, stride=stride), ConvLayer(c_out)]
+        skips.append(Skip(len(conv) - 2, len(conv) - 1))
+    return Descriptor(tuple(input_shape), num_classes, tuple(conv), (), tuple(skips),
+                      global_pool=True)

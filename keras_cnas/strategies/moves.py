@@ -2,7 +2,8 @@
 
 A :class:`Move` is one step from a base architecture: on a
 :class:`~keras_cnas.spaces.DescriptorSpace`, a *layer move* scales one numeric coordinate
-by α (1.5 or 0.66) or a *meta move* adds (a copy of) or removes a layer; on every other
+by α (1.5 or 0.66) or a *meta move* adds (a copy of) or removes a layer, or (in a
+residual descriptor space) adds or removes a skip connection; on every other
 space, one decision of its categorical view changes: a step of ±1 along an ordered
 decision (widths, identity < block), a jump to another value of an unordered one
 (operation types), as ``space.ordered_decisions()`` says.
@@ -22,17 +23,28 @@ import numpy as np
 
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces.base import Space, Spec
-from keras_cnas.spaces.descriptor import ALPHAS, CONV_FIELDS, FC_FIELDS, Coordinate, Descriptor, DescriptorSpace
+from keras_cnas.spaces.descriptor import (
+    ALPHAS,
+    CONV_FIELDS,
+    FC_FIELDS,
+    Coordinate,
+    Descriptor,
+    DescriptorSpace,
+    Skip,
+)
 
 #: Move kinds: "scale" (layer move), "add_layer" / "remove_layer" (meta moves), "step"
 #: (±1 on one ordered categorical decision), "jump" (an unordered decision set to a value).
-MOVE_KINDS = ("scale", "add_layer", "remove_layer", "step", "jump")
-META_KINDS = ("add_layer", "remove_layer")
+MOVE_KINDS = ("scale", "add_layer", "remove_layer", "add_skip", "remove_skip", "step", "jump")
+META_KINDS = ("add_layer", "remove_layer", "add_skip", "remove_skip")
+#: Meta moves on a residual descriptor's skips, coordinate ``"skips[start-end]"``.
+SKIP_KINDS = ("add_skip", "remove_skip")
 
 # "conv_layers[2].n_filters" (scale), "conv_layers[2]" (add a copy of / remove layer 2),
 # "fc_layers" (append a random layer to an empty section).
 _LAYER_COORDINATE = re.compile(r"^(conv|fc)_layers(?:\[(\d+)\])?(?:\.(\w+))?$")
 _DECISION = re.compile(r"^decisions\[(\d+)\]$")
+_SKIP = re.compile(r"^skips\[(\d+)-(\d+)\]$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +128,10 @@ class DescriptorMoves:
             for i in range(len(layers)):
                 out.append(Move("add_layer", f"{section}_layers[{i}]"))
                 out.append(Move("remove_layer", f"{section}_layers[{i}]"))
+        if self.space.max_skip_span:
+            out += [Move("add_skip", f"skips[{s.start}-{s.end}]")
+                    for s in self.space.skip_candidates(spec)]
+            out += [Move("remove_skip", f"skips[{s.start}-{s.end}]") for s in spec.skips]
         return out
 
     def apply(self, spec: Spec, move: Move, rng: np.random.Generator) -> Spec | None:
@@ -124,6 +140,14 @@ class DescriptorMoves:
         A repeated move may no longer fit the new base (the layer it named is gone): None.
         """
         assert isinstance(spec, Descriptor)
+        if move.kind in SKIP_KINDS:
+            found = _SKIP.match(move.coordinate)
+            if found is None:
+                return None
+            skip = Skip(int(found.group(1)), int(found.group(2)))
+            if move.kind == "add_skip":
+                return self.space.add_skip(spec, skip)
+            return self.space.remove_skip(spec, skip)
         match = _LAYER_COORDINATE.match(move.coordinate)
         if match is None or move.kind not in ("scale", *META_KINDS):
             return None

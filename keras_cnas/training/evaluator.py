@@ -147,6 +147,11 @@ class KerasEvaluator(Evaluator):
         save_models: when ``evaluate`` gets a ``workdir``, save each COMPLETED trial's model
             there (``model.keras``, ``spec.json``, ``metrics.json``), e.g. for an
             :class:`~keras_cnas.training.ensemble.Ensemble` of the best N.
+        inherit_weights: save each COMPLETED trial's weights (``weights.npz`` in its trial
+            directory) and start a candidate whose ``info`` names a ``"parent"`` trial from
+            that trial's weights where the layers match (:mod:`keras_cnas.training.inherit`);
+            its metrics then hold ``inherited_layers``, ``inherited_partial`` and the
+            ``initial_val_loss`` before training. Off by default.
         objective: what the search optimises (:class:`~keras_cnas.training.objective.Objective`):
             ``"J"`` (MIT-LL, the default), ``"val_accuracy"``, ``"val_loss"``, or the name
             of any metric the model logs with ``direction``. A full-fidelity run keeps the
@@ -195,7 +200,8 @@ class KerasEvaluator(Evaluator):
                  augment: bool = True, beta: float = 5e-5, regularizer: str = "params_k",
                  time_limit_seconds: float | None = None, save_models: bool = False,
                  objective: Any = J, direction: str | None = None,
-                 callbacks: Sequence[Any] = (), verbose: int = 0, **fields: Any):
+                 callbacks: Sequence[Any] = (), verbose: int = 0, inherit_weights: bool = False,
+                 **fields: Any):
         if isinstance(data, Dataset):
             self._source: DataSource | None = None
             self._dataset: Dataset | None = data
@@ -233,6 +239,9 @@ class KerasEvaluator(Evaluator):
         self.regularizer = regularizer
         self.time_limit_seconds = None if time_limit_seconds is None else float(time_limit_seconds)
         self.save_models = save_models
+        if not isinstance(inherit_weights, bool):
+            raise ValueError(f"inherit_weights: expected True or False, got {inherit_weights!r}")
+        self.inherit_weights = inherit_weights
         # Instance attribute: the constraints may bound exactly the costs measured here.
         self.reported_costs = ("train_seconds", *self.measurement.costs)
         self.verbose = int(verbose)
@@ -300,7 +309,9 @@ class KerasEvaluator(Evaluator):
                 "time_limit_seconds": self.time_limit_seconds, "save_models": self.save_models,
                 **self.measurement.get_config(),
                 "objective": self.goal.name, "direction": self.goal.direction,
-                "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose}
+                "callbacks": [_callback_config(c) for c in self.callbacks], "verbose": self.verbose,
+                # Only when set: an older search's identity still compares equal on resume.
+                **({"inherit_weights": True} if self.inherit_weights else {})}
 
     def get_config(self) -> dict[str, Any]:
         """JSON-compatible constructor arguments.
@@ -349,6 +360,7 @@ class KerasEvaluator(Evaluator):
         except Exception as e:  # noqa: BLE001  any failure to build is this trial's outcome.
             logger.info("trial %s failed to build: %s", spec.key(), e)
             return EvaluationResult(status=TrialStatus.FAILED, error=_error_text("build failed", e))
+        inherited = self._inherit(model, data, candidate, workdir)
 
         guard = NanGuard()
         callbacks: list[keras.callbacks.Callback] = [guard]
@@ -388,7 +400,7 @@ class KerasEvaluator(Evaluator):
         if early is not None and early.best_epoch is not None and 0 <= early.best_epoch < run:
             best = early.best_epoch
         metrics: dict[str, float] = {"epochs": run, "best_epoch": best + 1,
-                                     "params": model.count_params()}
+                                     "params": model.count_params(), **inherited}
         for name, values in history.items():  # every logged metric, the compiled ones too
             if name != "lr" and len(values) > best >= 0:
                 metrics[name if name.startswith("val_") else f"train_{name}"] = float(values[best])
@@ -419,6 +431,10 @@ class KerasEvaluator(Evaluator):
                 logger.info("trial %s: TFLite measurement failed: %s", spec.key(), e)
                 return EvaluationResult(metrics, costs, TrialStatus.FAILED,
                                         _error_text("TFLite measurement failed", e))
+        if self.inherit_weights and workdir is not None:
+            from keras_cnas.training.inherit import WEIGHTS_FILE, save_weights
+
+            save_weights(model, pathlib.Path(workdir) / WEIGHTS_FILE)
         if self.save_models and workdir is not None:
             try:
                 _save(model, spec, {**metrics, **costs, "seed": seed,
@@ -499,6 +515,27 @@ class KerasEvaluator(Evaluator):
                                int8_io=how.int8_io, seed=seed)
         return measure_costs(flatbuffer, how.costs, latency_runs=how.latency_runs,
                              latency_warmup=min(5, how.latency_runs))
+
+    def _inherit(self, model: "keras.Model", data: Dataset, candidate: Candidate,
+                 workdir: pathlib.Path | None) -> dict[str, float]:
+        """Starts ``model`` from its parent trial's weights (``inherit_weights``); the counts
+        and the validation loss before training, for the metrics."""
+        if not self.inherit_weights:
+            return {}
+        from keras_cnas.training.inherit import inherit_weights, parent_weights
+
+        source = parent_weights(workdir, dict(candidate.info))
+        if source is None:
+            return {}
+        counts = inherit_weights(model, source)
+        out: dict[str, float] = {"inherited_layers": counts["copied"],
+                                 "inherited_partial": counts["partial"]}
+        if not getattr(model, "_is_compiled", False):  # a build function's compile is kept
+            model.compile(loss="sparse_categorical_crossentropy")
+            out["initial_val_loss"] = float(model.evaluate(
+                data.tf_dataset("validation", batch_size=self.batch_size), verbose=0))
+            model._is_compiled = False  # _fit compiles it with the recipe's optimizer
+        return out
 
     def _build(self, spec: Spec, data: Dataset, seed: int) -> "keras.Model":
         from keras_cnas._keras import keras

@@ -424,7 +424,10 @@ def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path, sig, code):
         [sys.executable, str(TOOLS / "search.py"), f"--search_dir={search_dir}",
          "--num_random=50", "--num_adaptive=0", "--num_full=0", "--traction_epochs=1",
          "--max_conv_layers=1", "--max_fc_layers=0", "--max_filters=4", "--nofinalize"],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As a terminal would: a test run started in the background by a non-interactive
+        # shell inherits SIGINT ignored, and Python keeps it so (the tool never sees Ctrl-C).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # wait for the first finished trial
             if line.startswith("[1/"):

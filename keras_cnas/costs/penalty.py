@@ -13,6 +13,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from keras_cnas._checks import is_finite_number
 from keras_cnas.errors import UnknownCostError
 
 __all__ = ["CostPenalty", "penalty"]
@@ -76,13 +77,11 @@ class CostPenalty:
         if not isinstance(self.bounds, Mapping):
             raise ValueError(f"bounds: expected {{cost name: upper bound}}, got {self.bounds!r}")
         for name, bound in self.bounds.items():
-            if not isinstance(name, str) or isinstance(bound, bool) or not isinstance(
-                    bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+            if not isinstance(name, str) or not is_finite_number(bound) or bound <= 0:
                 raise ValueError(f"bounds: {name!r}: expected a positive upper bound, got {bound!r}")
         for name in ("alpha", "beta"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
+            if not is_finite_number(value) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
         object.__setattr__(self, "bounds", {k: float(v) for k, v in self.bounds.items()})
 

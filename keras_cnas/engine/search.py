@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas.costs import Constraints
 from keras_cnas.costs.deployment import DEPLOYMENT_COSTS
 from keras_cnas.costs.pricer import Pricer
@@ -201,7 +202,7 @@ class SearchResult:
         """
         from keras_cnas.training.ensemble import Ensemble
 
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"n: expected a positive number of models, got {n!r}")
         ranked = sorted(ranking.comparable(self.trials), key=lambda t: (-t.score, t.id))
         dirs = [d for d in (self.search_dir / "trials" / f"{t.id:05d}" for t in ranked)
@@ -677,6 +678,6 @@ def default_evaluator(data: Any, objective: Any = None) -> Evaluator:
 
 
 def _count(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"n: expected a positive number of models, got {n!r}")
     return n

@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any
 
+from keras_cnas._checks import is_int
 from keras_cnas.export.flatbuffer import FILE_IDENTIFIER, TFLiteFormatError, read_model
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -58,7 +59,7 @@ def arena_headroom(measured_bytes: int) -> int:
 def tensor_arena_size(measured_bytes: int, headroom_bytes: int | None = None) -> int:
     """``kTensorArenaSize``: the measured arena plus the headroom, rounded up to 16 bytes."""
     headroom = arena_headroom(measured_bytes) if headroom_bytes is None else headroom_bytes
-    if isinstance(headroom, bool) or not isinstance(headroom, int) or headroom < 0:
+    if not is_int(headroom) or headroom < 0:
         raise ValueError(f"arena_headroom_bytes: expected a whole number of bytes >= 0, got "
                          f"{headroom_bytes!r}")
     return -(-(int(measured_bytes) + headroom) // 16) * 16

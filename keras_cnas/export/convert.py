@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.costs.quantization import QUANTIZATIONS
 from keras_cnas.data import Dataset
 
@@ -147,7 +148,7 @@ def _layers(model: Any) -> Iterator[Any]:
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value, numpy=True) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
@@ -210,8 +211,7 @@ def _quantization_aware(model: "keras.Model", data: Any, epochs: int, learning_r
 
     _check_positive_int("qat_epochs", epochs)
     _check_positive_int("qat_batch_size", batch_size)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-            or not learning_rate > 0:
+    if not is_real(learning_rate) or not learning_rate > 0:
         raise ValueError(f"qat_learning_rate: expected a positive number such as 1e-4, got "
                          f"{learning_rate!r}")
     x, y = _labelled(data, "qat_data")

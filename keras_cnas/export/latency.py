@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas.export.verify import interpreter
 
 __all__ = ["LatencyReport", "measure_latency", "measure_latency_modes"]
@@ -70,7 +71,7 @@ def measure_latency(tflite_bytes: bytes, num_threads: int = 1, xnnpack: bool = T
     """
     for name, value, least in (("num_threads", num_threads, 1), ("runs", runs, 1),
                                ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        if not is_int(value) or value < least:
             raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
     if not isinstance(xnnpack, bool):
         raise ValueError(f"xnnpack: expected True or False, got {xnnpack!r}")

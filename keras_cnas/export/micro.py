@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.errors import KerasCnasError
 from keras_cnas.export.flatbuffer import ModelView, Operator, Subgraph, read_model
 
@@ -158,10 +159,9 @@ def micro_arena_bytes(tflite_bytes: bytes, *, timeout: float = 120.0,
         >>> micro_arena_bytes(to_tflite(model, "int8", representative_data=x))  # doctest: +SKIP
         3144
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if not is_real(timeout) or not timeout > 0:
         raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
-    if isinstance(max_arena_bytes, bool) or not isinstance(max_arena_bytes, int) \
-            or max_arena_bytes < 1:
+    if not is_int(max_arena_bytes) or max_arena_bytes < 1:
         raise ValueError(f"max_arena_bytes: expected a positive int, got {max_arena_bytes!r}")
     model = read_model(tflite_bytes)
     _check_model(model)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas.data import Dataset
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def verify(tflite_bytes: bytes, data: Dataset | tuple[np.ndarray, np.ndarray] | 
     """
     x, y = _examples(data)
     if max_examples is not None:
-        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        if not is_int(max_examples) or max_examples < 1:
             raise ValueError(f"max_examples: expected a positive integer or None, got "
                              f"{max_examples!r}")
         x = x[:max_examples]

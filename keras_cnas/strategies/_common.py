@@ -11,6 +11,7 @@ from typing import Any, Container, Mapping
 
 import numpy as np
 
+from keras_cnas._checks import is_int, is_real
 from keras_cnas.spaces.base import Spec, spec_from_dict
 from keras_cnas.strategies.base import Strategy
 from keras_cnas.trial import FIDELITIES, Trial
@@ -23,15 +24,14 @@ UNSEEN_TRIES = 100
 
 def check_count(name: str, value: Any, low: int, hint: str = "") -> int:
     """``value`` as an int >= ``low``, else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_int(value, numpy=True) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}"
                          + (f"; {hint}" if hint else ""))
     return int(value)
 
 
 def check_probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not 0.0 <= float(value) <= 1.0:
+    if not is_real(value) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
     return float(value)
 

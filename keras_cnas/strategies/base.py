@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from keras_cnas._checks import is_int
 from keras_cnas.costs import Constraints, CostReport
 from keras_cnas.costs.pricer import Pricer, Verdict
 from keras_cnas.errors import InfeasibleConstraintsError
@@ -64,7 +65,7 @@ class Strategy(abc.ABC):
     name: ClassVar[str]
 
     def __init__(self, *, max_rejections: int = 2000):
-        if isinstance(max_rejections, bool) or not isinstance(max_rejections, int) or max_rejections < 1:
+        if not is_int(max_rejections) or max_rejections < 1:
             raise ValueError(f"max_rejections: expected a positive integer, got {max_rejections!r}")
         self.max_rejections = max_rejections
         self._context: SearchContext | None = None
@@ -161,8 +162,7 @@ class Strategy(abc.ABC):
         spends the whole budget; this default sets :attr:`budget_field` if there is one, and
         otherwise (a fixed plan) leaves the plan as it is."""
         if self.budget_field is not None:
-            if isinstance(max_trials, bool) or not isinstance(max_trials, (int, np.integer)) \
-                    or max_trials < 1:
+            if not is_int(max_trials, numpy=True) or max_trials < 1:
                 raise ValueError(f"max_trials: expected an integer >= 1, got {max_trials!r}")
             setattr(self, self.budget_field, int(max_trials))
 

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from keras_cnas._checks import is_real
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.spaces.base import Spec
 from keras_cnas.strategies._common import (
@@ -136,8 +137,7 @@ class BayesOpt(TrialBudget, Strategy):
                                        "the surrogate needs two results to fit")
         self.num_proposals = check_count("num_proposals", num_proposals, 1)
         self.num_parents = check_count("num_parents", num_parents, 0)
-        if isinstance(refit_growth, bool) or not isinstance(refit_growth, (int, float)) \
-                or not refit_growth > 1.0:
+        if not is_real(refit_growth) or not refit_growth > 1.0:
             raise ValueError(f"refit_growth: expected a number > 1 (1.5 re-optimises at 10, 15, "
                              f"23, ... results), got {refit_growth!r}")
         self.refit_growth = float(refit_growth)

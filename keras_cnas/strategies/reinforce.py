@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from keras_cnas._checks import is_finite_number
 from keras_cnas.costs.penalty import CostPenalty
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.strategies._common import check_count, check_fidelity
@@ -156,8 +157,7 @@ class ReinforceConfig:
         for name in ("reward_scale", "entropy_weight", "temperature", "tanh_constant",
                      "learning_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0 or (value == 0 and name != "entropy_weight"):
+            if not is_finite_number(value) or value < 0 or (value == 0 and name != "entropy_weight"):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
             fix(name, float(value))
         if not 0 <= self.baseline_decay < 1:

@@ -151,6 +151,9 @@ flags.DEFINE_list("callbacks", [], "Your Keras callbacks for every trial, as mod
 flags.DEFINE_float("beta", 5e-5, "Weight of R(A) in J = val_loss + beta * R(A).", lower_bound=0)
 flags.DEFINE_enum("regularizer", "params_k", ["params_k", "madds_m", "none"], "R(A) of J.")
 flags.DEFINE_float("trial_time_limit", None, "Seconds one training run may take.", lower_bound=1)
+flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child from its "
+                  "parent trial's trained weights where layers match (saved as weights.npz in "
+                  "each trial directory).")
 # Search
 flags.DEFINE_integer("max_trials", None, "Evaluated trials in total (default: the strategy's).",
                      lower_bound=1)
@@ -172,9 +175,6 @@ flags.DEFINE_integer("seed", 0, "Seeds the strategy, the data split and every tr
 flags.DEFINE_string("search_dir", None, "Where the search is stored.", required=True)
 flags.DEFINE_bool("resume", False, "Continue the search stored in --search_dir.")
 flags.DEFINE_bool("overwrite", False, "Delete the search in --search_dir and start over.")
-flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child from its "
-                  "parent trial's trained weights where layers match (saved as weights.npz in "
-                  "each trial directory).")
 flags.DEFINE_bool("finalize", True, "Retrain the best on train + validation and save it.")
 flags.DEFINE_integer("top_k_export", 0, "Retrain the N best on train + validation and export each "
                      "to a verified model.tflite (--export's quantization, default int8) under "
@@ -195,7 +195,7 @@ HELP_GROUPS = {
     "training": ["traction_epochs", "full_epochs", "patience", "batch_size", "learning_rate",
                  "optimizer", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_factor",
                  "rcas_recipe", "objective", "callbacks", "beta", "regularizer",
-                 "trial_time_limit"],
+                 "trial_time_limit", "inherit_weights"],
     "search": ["max_trials", "seed", "search_dir", "resume", "overwrite", "finalize",
                "top_k_export", "ensemble_size"],
     "runner": ["workers", "runner", "ray_address", "cpus_per_trial", "gpus_per_trial"],

@@ -42,7 +42,7 @@ from keras_cnas.data import Dataset
 from keras_cnas.engine.callbacks import CallbackList, ProgressPrinter, SearchCallback
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.spaces.enas_cell import EnasCellSpace, EnasNet
-from keras_cnas.strategies.benas import BEnas, BEnasConfig
+from keras_cnas.strategies.benas import BEnas, BEnasConfig, config_repr
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,7 @@ class BEnasSearch:
         self.final_space = EnasCellSpace(**final)
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.config.to_dict().items()
-                   if v != getattr(BEnasConfig(), k) and k != "penalty_bounds"}
-        if self.config.penalty_bounds:
-            changed["penalty_bounds"] = dict(self.config.penalty_bounds)
-        return f"BEnasSearch({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        return config_repr("BEnasSearch", self.config)
 
     # --- costs and scores -------------------------------------------------------------------
 

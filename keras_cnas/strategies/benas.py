@@ -100,6 +100,15 @@ class BEnasConfig:
         return {**dataclasses.asdict(self), "penalty_bounds": dict(self.penalty_bounds)}
 
 
+def config_repr(name: str, config: BEnasConfig) -> str:
+    """``name(...)`` with the settings of ``config`` that differ from the defaults."""
+    changed = {k: v for k, v in config.to_dict().items()
+               if v != getattr(BEnasConfig(), k) and k != "penalty_bounds"}
+    if config.penalty_bounds:
+        changed["penalty_bounds"] = dict(config.penalty_bounds)
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
 @STRATEGIES.register("benas")
 class BEnas(Strategy):
     """B-ENAS (Xu et al. 2019) with weight sharing over an ``EnasCellSpace``.
@@ -169,8 +178,4 @@ class BEnas(Strategy):
         del state
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.config.to_dict().items()
-                   if v != getattr(BEnasConfig(), k) and k != "penalty_bounds"}
-        if self.config.penalty_bounds:
-            changed["penalty_bounds"] = dict(self.config.penalty_bounds)
-        return f"BEnas({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        return config_repr("BEnas", self.config)

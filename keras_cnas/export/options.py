@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterator, Mapping
 
+from keras_cnas._checks import is_int
 from keras_cnas.export.convert import QUANTIZATIONS
 
 __all__ = ["ExportOptions", "ExportReport"]
@@ -23,7 +24,7 @@ __all__ = ["ExportOptions", "ExportReport"]
 def _count(name: str, value: Any, low: int, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}{' or None' if allow_none else ''}, "
                          f"got {value!r}")
 

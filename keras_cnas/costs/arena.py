@@ -62,6 +62,7 @@ Example (from a flatbuffer: ``keras_cnas.export.estimate_arena_bytes``):
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Callable, Iterable
 
 from keras_cnas.errors import KerasCnasError
@@ -126,9 +127,6 @@ class ArenaEstimate:
 # The allocation trace: a list of steps replayed against an arena of a given size.
 
 _PERSIST, _TEMP, _RESET_TEMP, _RESIZE, _PLANNER = "persist", "temp", "reset", "resize", "planner"
-#: One operator's whole Prepare, condensed for :func:`_smallest_arena` (see
-#: :func:`_condensed`); only the fast path of derived graphs records it.
-_PREPARE_SEGMENT = "prepare"
 
 
 # A step: (kind, size, align, what, slack). ``what`` names it for the report, as a string
@@ -372,25 +370,31 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
         return [], 0
     ids = sorted(range(n - 1, -1, -1), key=lambda i: -reqs[i][0])  # stable: keeps reversal
     offsets = [-1] * n
-    placed: list[tuple[int, int]] = []  # (offset, id), ordered by offset, then insertion
+    # The placed buffers alive at each time (lifetimes are short: a buffer conflicts with
+    # few others); a buffer meets those alive during its lifetime in offset order, ties in
+    # the order they were placed, as the planner's offset-ordered list does. One alive at
+    # several of those times is met again at once and changes nothing.
+    alive: dict[int, list[tuple[int, int, int]]] = {}
     for rank, i in enumerate(ids):
         size, first, last = reqs[i]
+        times = range(first, last + 1)
+        near = [entry for t in times for entry in alive.get(t, ())]
         candidate = 0
-        if rank:
-            for offset, j in placed:
-                s, f, l = reqs[j]
-                if f > last or first > l:  # not alive at the same time
-                    continue
+        if near:
+            near.sort()
+            for offset, _, end in near:
                 if offset - candidate >= size:
                     break
-                candidate = max(candidate, offset + s)
+                if end > candidate:
+                    candidate = end
         offsets[i] = candidate
-        at = len(placed)
-        for k, (offset, _) in enumerate(placed):
-            if offset > candidate:
-                at = k
-                break
-        placed.insert(at, (candidate, i))
+        entry = (candidate, rank, candidate + size)
+        for t in times:
+            slot = alive.get(t)
+            if slot is None:
+                alive[t] = [entry]
+            else:
+                slot.append(entry)
     return offsets, max(offsets[i] + reqs[i][0] for i in range(n))
 
 
@@ -434,9 +438,9 @@ def _check_supported(model: ModelView) -> Subgraph:
     return sg
 
 
-def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, int]:
+def _trace(model: ModelView) -> tuple[list[_Step], int, int]:
     """The allocation steps of AllocateTensors(); returns (steps, plan bytes, #buffers)."""
-    sg = model.main if checked else _check_supported(model)
+    sg = _check_supported(model)
     tr = _Trace()
     ops = sg.operators
     # RecordingMicroAllocator::Create.
@@ -451,26 +455,23 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
     tr.persist((_NODE_AND_REGISTRATION[0] * len(ops), _NODE_AND_REGISTRATION[1]),
                "NodeAndRegistration array")
     scratch: list[tuple[int, int]] = []
-    if checked:  # a derived graph: the same steps from memoised parts, without diagnostics
-        _derived_op_steps(tr.steps, sg, scratch)
-    else:
-        # PrepareNodeAndRegistrationDataFromFlatbuffer: parsed builtin options.
-        for op in ops:
-            kernel = _KERNELS[op.opcode]
-            if kernel.builtin_data is not None:
-                tr.persist(kernel.builtin_data, ("op", op.index, op.opcode, "builtin options"))
-        # InitSubgraphs.
-        for op in ops:
-            kernel = _KERNELS[op.opcode]
-            if kernel.init_bytes is not None:
-                tr.persist((kernel.init_bytes, BUFFER_ALIGNMENT),
-                           ("op", op.index, op.opcode, "init data"))
-        # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
-        for op in ops:
-            _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
-            tr.reset_temp((op.index, op.opcode, "reset temporaries"))
-            tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
-                      _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
+    # PrepareNodeAndRegistrationDataFromFlatbuffer: parsed builtin options.
+    for op in ops:
+        kernel = _KERNELS[op.opcode]
+        if kernel.builtin_data is not None:
+            tr.persist(kernel.builtin_data, ("op", op.index, op.opcode, "builtin options"))
+    # InitSubgraphs.
+    for op in ops:
+        kernel = _KERNELS[op.opcode]
+        if kernel.init_bytes is not None:
+            tr.persist((kernel.init_bytes, BUFFER_ALIGNMENT),
+                       ("op", op.index, op.opcode, "init data"))
+    # PrepareSubgraphs, each followed by FinishPrepareNodeAllocations.
+    for op in ops:
+        _KERNELS[op.opcode].prepare(_Prepare(tr, sg, op, scratch))
+        tr.reset_temp((op.index, op.opcode, "reset temporaries"))
+        tr.resize(_SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
+                  _SCRATCH_REQUEST[1], (op.index, op.opcode, "scratch requests"))
     # FinishModelAllocation: scratch handles, then CommitStaticMemoryPlan.
     if scratch:
         tr.persist((_SCRATCH_HANDLE[0] * len(scratch), _SCRATCH_HANDLE[1]), "scratch buffer handles")
@@ -495,52 +496,109 @@ def _trace(model: ModelView, checked: bool = False) -> tuple[list[_Step], int, i
     return tr.steps, plan_bytes, len(buffers)
 
 
-#: Per opcode: the builtin-options and Init-data steps (the checked path names no operator).
-_OPTION_STEPS = {name: (_PERSIST, *k.builtin_data, "builtin options", 0)
-                 for name, k in _KERNELS.items() if k.builtin_data is not None}
-_INIT_STEPS = {name: (_PERSIST, k.init_bytes, BUFFER_ALIGNMENT, "init data", 0)
-               for name, k in _KERNELS.items() if k.init_bytes is not None}
-_RESET_STEP = (_RESET_TEMP, 0, 1, "reset temporaries", 0)
+#: Per opcode, for :func:`_derived_arena_bytes`: (sizeof, alignof) of the parsed options
+#: and the Init data's bytes (None: none).
+_OPTION_SIZES = {name: k.builtin_data for name, k in _KERNELS.items()}
+_INIT_SIZES = {name: k.init_bytes for name, k in _KERNELS.items()}
+#: The scratch-request room in the head while kernels prepare (before any request).
+_SCRATCH_ROOM = _SCRATCH_REQUEST[0] * _MAX_SCRATCH_BUFFERS_PER_OP
+#: The tail's allocations before the per-tensor and per-operator arrays (see :func:`_trace`).
+_FIRST_PERSISTS = (*((size, align) for _, size, align in _ALLOCATOR_OBJECTS),
+                   _BUILTIN_DATA_ALLOCATOR, _SUBGRAPH_ALLOCATIONS)
 
 
-def _derived_op_steps(steps: list[_Step], sg: Subgraph, scratch: list[tuple[int, int]]) -> None:
-    """The operators' part of the trace (parsed options, Init, Prepare + reset + scratch
-    request room) for a derived graph: equal steps, memoised Prepares (tested)."""
-    ops = sg.operators
+def _derived_arena_bytes(sg: Subgraph) -> int:
+    """``_smallest_arena(_trace(model)[0])`` for a graph :mod:`keras_cnas.costs.deployment`
+    derived, in one pass that records no steps (equal on random specs; tested).
+
+    It follows :func:`_smallest_arena`'s reasoning with what such a graph guarantees:
+
+    * Every tail allocation before the first Init data is 1-, 4- or 8-aligned and only has
+      to stay above the 192-byte scratch-request room, and the first Init data (16-aligned)
+      has to as well; the tail only falls, so those earlier bounds are implied and these
+      allocations only move the tail. The first of them (8-aligned) sends arena sizes
+      ``0..7`` mod 16 to one tail and ``8..15`` to another; in each class the smallest
+      residue needs the least arena, so residues 0 and 8 are followed.
+    * From the first Init data on, every residue's tail is a multiple of 16 and moves
+      alike: ``need`` is the largest deficit (bound - tail) relative to the tail there, and
+      the arena for residue ``r`` is ``r + align16(need) - tail_r``.
+    * Each kernel's Prepare is one memoised segment (:func:`_prepare_segment`).
+    """
+    tensors, ops = sg.tensors, sg.operators
+    lo, hi = 0, 8  # the tails for arena sizes 0 and 8 (q = 0)
+    for size, align in (*_FIRST_PERSISTS, (_EVAL_TENSOR[0] * len(tensors), _EVAL_TENSOR[1]),
+                        (_NODE_AND_REGISTRATION[0] * len(ops), _NODE_AND_REGISTRATION[1])):
+        lo, hi = (lo - size) // align * align, (hi - size) // align * align
+    inits = []
     for op in ops:
-        step = _OPTION_STEPS.get(op.opcode)
-        if step is not None:
-            steps.append(step)
-    for op in ops:
-        step = _INIT_STEPS.get(op.opcode)
-        if step is not None:
-            steps.append(step)
-    for op in ops:
-        segment, requests = _prepare_segment(sg, op)
-        steps.append(segment)
-        for nbytes in requests:
-            scratch.append((nbytes, op.index))
-        steps.append(_RESET_STEP)
-        steps.append((_RESIZE, _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP),
-                      _SCRATCH_REQUEST[1], "scratch requests", 0))
+        option = _OPTION_SIZES[op.opcode]
+        if option is not None:
+            size, align = option
+            lo, hi = (lo - size) // align * align, (hi - size) // align * align
+        init = _INIT_SIZES[op.opcode]
+        if init is not None:
+            inits.append(init)
+    lo = (lo - inits[0]) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+    hi = (hi - inits[0]) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+    tail = 0
+    for init in inits[1:]:
+        tail = (tail - init) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+    head = _SCRATCH_ROOM
+    need = head - tail
+    scratch: list[tuple[int, int]] = []
+    for op in ops:  # PrepareSubgraphs: temporaries above the head, allocations off the tail
+        before, persists, requests = _prepare_segment(sg, op)
+        if before >= 0 and head + before - tail > need:
+            need = head + before - tail
+        for size, align, at_least, after in persists:
+            tail = (tail - size) // align * align
+            bound = head + (at_least if at_least > after else after)
+            if bound - tail > need:
+                need = bound - tail
+        if requests:
+            scratch += [(nbytes, op.index) for nbytes in requests]
+            head = _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP)
+            if head - tail > need:
+                need = head - tail
+    if scratch:
+        tail = (tail - _SCRATCH_HANDLE[0] * len(scratch)) // _SCRATCH_HANDLE[1] * _SCRATCH_HANDLE[1]
+    # Planning: subgraph offsets and AllocationInfo (8-aligned above the 16-aligned head),
+    # then the planner's working memory.
+    temp = head + _SIZE_T[0] + _ALLOCATION_INFO[0] * (len(tensors) + len(scratch))
+    buffers = _planned_buffers(sg, scratch)
+    planner = _align_up(_align_up(temp, BUFFER_ALIGNMENT) + _PLANNER_BYTES_PER_BUFFER * len(buffers),
+                        BUFFER_ALIGNMENT)
+    need = max(need, temp - tail, planner - tail)
+    plan = greedy_plan(buffers)[1]
+    # The input and output TfLiteTensors, all bounded by the plan.
+    for indices in (sg.inputs, sg.outputs):
+        tail = (tail - _POINTER * len(indices)) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+        for k in indices:
+            t = tensors[k]
+            tail = (tail - _TFLITE_TENSOR[0]) // _TFLITE_TENSOR[1] * _TFLITE_TENSOR[1]
+            if t.num_scales > 0 and t.num_zero_points > 0:
+                tail = (tail - _AFFINE_QUANTIZATION[0]) // 8 * 8
+                tail = (tail - 4 - 4 * t.num_scales) // _INT_ARRAY_ALIGN * _INT_ARRAY_ALIGN
+    need = _align_up(max(need, plan - tail), BUFFER_ALIGNMENT)
+    return min(need - lo, 8 + need - hi)
 
 
-_PREPARED: dict[tuple, tuple[_Step, list[int]]] = {}
+_PREPARED: dict[tuple, tuple[int, tuple, list[int]]] = {}
+_QUANTIZATION = operator.itemgetter(2, 6, 7)  # a Tensor's dtype, num_scales, num_zero_points
 
 
-def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[_Step, list[int]]:
-    """A kernel's Prepare as one condensed step, and its scratch requests, memoised by
-    what they depend on: the opcode, the type and quantization of every operand and the
+def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[int, tuple, list[int]]:
+    """A kernel's Prepare condensed (:func:`_condensed`), and its scratch requests, memoised
+    by what they depend on: the opcode, the type and quantization of every operand and the
     sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
-    tensors = sg.tensors
-    key = (op.opcode, _prepare_sizes(sg, op),
-           *[(t[2], t[6], t[7]) for k in op.inputs for t in (tensors[k],)],
-           *[(t[2], t[6], t[7]) for k in op.outputs for t in (tensors[k],)])
+    get = sg.tensors.__getitem__
+    key = (op.opcode, _prepare_sizes(sg, op), *map(_QUANTIZATION, map(get, op.inputs)),
+           *map(_QUANTIZATION, map(get, op.outputs)))
     hit = _PREPARED.get(key)
     if hit is None:
         trace, scratch = _Trace(), []
         _KERNELS[op.opcode].prepare(_Prepare(trace, sg, op, scratch))
-        hit = (_condensed(trace.steps), [nbytes for nbytes, _ in scratch])
+        hit = (*_condensed(trace.steps), [nbytes for nbytes, _ in scratch])
         if len(_PREPARED) < 1 << 16:
             _PREPARED[key] = hit
     return hit
@@ -561,14 +619,14 @@ def _prepare_sizes(sg: Subgraph, op: Operator) -> tuple[int, ...]:
     return ()
 
 
-def _condensed(steps: list[_Step]) -> _Step:
-    """Temporaries and persistent allocations of one Prepare, as :func:`_smallest_arena`
+def _condensed(steps: list[_Step]) -> tuple[int, tuple[tuple[int, int, int, int], ...]]:
+    """Temporaries and persistent allocations of one Prepare, as :func:`_derived_arena_bytes`
     needs them. Prepare starts with the temporaries at the head (every operator follows a
     reset) and temporaries align to at most 8 while the head is 16-aligned, so their
-    offsets relative to the head are the same wherever the head is: the segment holds the
-    highest temporary end before the first persistent allocation and, per persistent
-    allocation, its (size, align), the lowest tail it must stay above and the highest
-    temporary end after it (relative to the head; -1: none)."""
+    offsets relative to the head are the same wherever the head is: the highest temporary
+    end before the first persistent allocation and, per persistent allocation, its
+    (size, align), the lowest tail it must stay above and the highest temporary end after
+    it (relative to the head; -1: none)."""
     temp = 0
     before = -1
     persists: list[list[int]] = []
@@ -581,7 +639,7 @@ def _condensed(steps: list[_Step]) -> _Step:
                 before = max(before, temp)
         else:  # _PERSIST (Prepare records nothing else)
             persists.append([size, align, max(0, temp - slack), -1])
-    return (_PREPARE_SEGMENT, before, tuple(tuple(p) for p in persists), None, 0)
+    return before, tuple(tuple(p) for p in persists)
 
 
 def _planned_buffers(sg: Subgraph, scratch: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -642,9 +700,12 @@ def replay_arena_bytes(model: ModelView, *, checked: bool = False) -> int:
     """Just the arena size of :func:`replay_arena` (skips the diagnostics).
 
     ``checked=True`` skips the scope checks for a graph known to be in scope (one
-    :mod:`keras_cnas.costs.deployment` derived: supported ops, static int8 / float32 shapes).
+    :mod:`keras_cnas.costs.deployment` derived: supported ops, static int8 / float32 shapes,
+    no omitted inputs) and solves it in one pass (:func:`_derived_arena_bytes`).
     """
-    return _smallest_arena(_trace(model, checked)[0])
+    if checked:
+        return _derived_arena_bytes(model.main)
+    return _smallest_arena(_trace(model)[0])
 
 
 def _smallest_arena(steps: list[_Step]) -> int:
@@ -665,15 +726,7 @@ def _smallest_arena(steps: list[_Step]) -> int:
     head = temp = 0
     need = 0
     for kind, size, align, _, slack in steps:
-        if kind == _PREPARE_SEGMENT:  # size: the temporaries before, align: the allocations
-            if size >= 0 and head + size > need:
-                need = head + size
-            for p_size, p_align, at_least, after in align:
-                persists[-1][3] = need
-                persists.append([p_size, p_align, head + at_least, 0])
-                need = head + after if after >= 0 else 0
-            temp = head  # a reset follows
-        elif kind == _PERSIST:
+        if kind == _PERSIST:
             if persists:
                 persists[-1][3] = need
             else:

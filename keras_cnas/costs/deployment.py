@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 from keras_cnas.costs.arena import replay_arena_bytes
@@ -54,7 +55,7 @@ from keras_cnas.costs.flatbuffer_size import (
     PackedTensor,
     packed_model_bytes,
 )
-from keras_cnas.costs.tflite_graph import ModelView, Operator, Subgraph, Tensor
+from keras_cnas.costs.tflite_graph import TYPE_SIZES, ModelView, Operator, Subgraph, Tensor
 from keras_cnas.errors import InvalidSpecError
 from keras_cnas.registry import Registry
 
@@ -548,18 +549,25 @@ def packed_model(graph: ModelView) -> PackedModel:
     sg = graph.main
     tensors = sg.tensors
     first = sg.inputs[0]
-    constants = [t for t in reversed(tensors) if t.is_constant]
-    order = [tensors[first]]
-    order += [t for t in constants if not t.num_scales and t.dtype == "INT32"]
-    order += [t for t in constants if t.num_scales or t.dtype != "INT32"]
-    order += [t for t in tensors if not t.is_constant and t.index != first]
+    shape_operands, weights, activations = [], [], []
+    for t in tensors:
+        if t.is_constant:
+            (weights if t.num_scales or t.dtype != "INT32" else shape_operands).append(t)
+        elif t.index != first:
+            activations.append(t)
+    shape_operands.reverse()
+    weights.reverse()
     packed, buffers = [], [None]
-    for t in order:
-        tensor, nbytes = _packed_tensor(t)
-        packed.append(tensor)
-        buffers.append(nbytes)
+    cache, prod, sizes = _PACKED_TENSORS, math.prod, TYPE_SIZES
+    for t in (tensors[first], *shape_operands, *weights, *activations):
+        _, name, dtype, shape, constant, _, scales = t[:7]
+        key = (name, dtype, len(shape), constant, scales, shape[:1] == (1,))
+        hit = cache.get(key)
+        packed.append(hit if hit is not None else _packed_tensor(t, key))
+        buffers.append(prod(shape) * sizes[dtype] if constant else None)
     opcodes: dict[str, int] = {}
     codes, operators = [], []
+    cache = _PACKED_OPERATORS
     for op in sg.operators:
         index = opcodes.get(op.opcode)
         if index is None:
@@ -567,44 +575,46 @@ def packed_model(graph: ModelView) -> PackedModel:
             codes.append((op.version, op.builtin_code))
         elif op.version > codes[index][0]:  # one code per builtin, at its highest version
             codes[index] = (op.version, op.builtin_code)
-        operators.append(_packed_operator(op, index))
+        hit = cache.get((op.opcode, index != 0, len(op.inputs), *op.options.values()))
+        operators.append(hit if hit is not None else _packed_operator(op, index))
     metadata = []
     for name, nbytes in _METADATA:
         metadata.append((len(name), len(buffers)))
         buffers.append(nbytes)
     input_name = len(tensors[first].name) - len("serving_default_:0")
     return PackedModel(codes, packed, operators, len(sg.inputs), len(sg.outputs), buffers,
-                       metadata, [(input_name, 0)], [(len(graph.output_name), len(order) - 1)])
+                       metadata, [(input_name, 0)], [(len(graph.output_name), len(packed) - 1)])
 
 
-def _packed_tensor(t: Tensor, _cache: dict = {}) -> tuple[PackedTensor, int | None]:  # noqa: B006
-    """Its packed form and its buffer's data bytes (None: no data), memoised: specs share
-    most tensors (names, shapes, quantization)."""
-    key = t[1:5] + t[6:7]  # name, dtype, shape, is_constant, num_scales
-    hit = _cache.get(key)
-    if hit is None:
-        shape = t.shape
-        depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
-        hit = (PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
-                            not t.is_constant, t.num_scales,
-                            3 if depthwise_weights and t.num_scales > 1 else 0),
-               t.nbytes if t.is_constant else None)
-        if len(_cache) < 1 << 16:
-            _cache[key] = hit
+#: Memos of :func:`_packed_tensor` and :func:`_packed_operator` (specs share most tensors:
+#: names, shapes, quantization; and most operators).
+_PACKED_TENSORS: dict[tuple, PackedTensor] = {}
+_PACKED_OPERATORS: dict[tuple, PackedOperator] = {}
+
+
+def _packed_tensor(t: Tensor, key: tuple) -> PackedTensor:
+    """Its packed form, memoised by ``key``: its name, dtype, rank, constness, number of
+    scales and whether its first dimension is 1 (a depthwise kernel's channel axis is 3)."""
+    shape = t.shape
+    depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
+    hit = PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
+                       not t.is_constant, t.num_scales,
+                       3 if depthwise_weights and t.num_scales > 1 else 0)
+    if len(_PACKED_TENSORS) < 1 << 16:
+        _PACKED_TENSORS[key] = hit
     return hit
 
 
-def _packed_operator(op: Operator, opcode_index: int,
-                     _cache: dict = {}) -> PackedOperator:  # noqa: B006 (a memo)
-    key = (op.opcode, opcode_index != 0, len(op.inputs), *op.options.values())
-    hit = _cache.get(key)
-    if hit is None:
-        options = _OPTIONS.get(op.opcode)
-        kind, fields, num_fields = options(op) if options else (0, None, 0)
-        hit = PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
-                             num_fields)
-        if len(_cache) < 1 << 12:
-            _cache[key] = hit
+def _packed_operator(op: Operator, opcode_index: int) -> PackedOperator:
+    """Its packed form, memoised by its opcode, whether its opcode index is 0, its number
+    of inputs and its options."""
+    options = _OPTIONS.get(op.opcode)
+    kind, fields, num_fields = options(op) if options else (0, None, 0)
+    hit = PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
+                         num_fields)
+    if len(_PACKED_OPERATORS) < 1 << 12:
+        _PACKED_OPERATORS[(op.opcode, opcode_index != 0, len(op.inputs),
+                           *op.options.values())] = hit
     return hit
 
 

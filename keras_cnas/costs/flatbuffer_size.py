@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 
 class SizeBuilder:
@@ -36,7 +36,7 @@ class SizeBuilder:
     objects are identified by the offset at which they end, as in the builder.
     """
 
-    __slots__ = ("offset", "minalign", "vtables", "_fields", "_object_end", "trace")
+    __slots__ = ("offset", "minalign", "vtables", "_fields", "_object_end")
 
     def __init__(self) -> None:
         self.offset = 0
@@ -44,7 +44,6 @@ class SizeBuilder:
         self.vtables: dict[tuple, int] = {}
         self._fields: list[int] = []
         self._object_end = 0
-        self.trace: list[tuple] | None = None  # the vtable keys used, while memoising
 
     def prep(self, size: int, additional: int) -> None:
         """``Builder.Prep``: pad so that after ``additional`` bytes we are ``size``-aligned."""
@@ -96,8 +95,6 @@ class SizeBuilder:
         while last >= 0 and fields[last] == 0:
             last -= 1
         key = tuple(obj - f if f else 0 for f in fields[:last + 1]) + (obj - self._object_end,)
-        if self.trace is not None:
-            self.trace.append(key)
         if key not in self.vtables:
             self.offset += 2 * (last + 1) + 4
             self.vtables[key] = self.offset
@@ -156,40 +153,60 @@ class PackedOperator(NamedTuple):
     options_fields: int = 0
 
 
-def _memoised(pack: Callable[[SizeBuilder, tuple], object]) -> Callable[[SizeBuilder, tuple], None]:
-    """``pack`` with its effect on the builder memoised per object and offset mod 8.
+class _SizeMemo:
+    """The effect of packing an object, memoised by the builder's state.
 
-    What an object adds depends only on its fields, on the offset mod 8 where it starts
-    (nothing is aligned beyond 8) and on which of its vtables exist already. A cached
-    effect is the one where all of them existed; it applies when they all exist again
-    (after the first few objects of a kind, almost always), else ``pack`` runs. Pricing
-    thousands of specs a second needs this; the result is the same (tested).
+    What an object adds to the size depends only on its fields and on the builder's
+    state: the offset mod 8 where it starts (nothing is aligned beyond 8), ``minalign``
+    and which vtables exist (a vtable's own position never matters). States are
+    numbered; a move maps (state, object) to (bytes added, next state), so a model is
+    sized with one dictionary look-up per object once its kinds of object have been seen
+    (pricing thousands of specs a second needs this; the result is the same, tested).
     """
-    cache: dict[tuple, tuple[int, tuple, int]] = {}
 
-    def run(b: SizeBuilder, obj: tuple) -> None:
-        key = (obj, b.offset & 7)
-        hit = cache.get(key)
-        if hit is not None:
-            delta, keys, align = hit
-            vtables = b.vtables
-            for k in keys:
-                if k not in vtables:
-                    break
-            else:
-                b.offset += delta
-                if align > b.minalign:
-                    b.minalign = align
-                return
-        start, count, minalign = b.offset, len(b.vtables), b.minalign
-        b.trace, b.minalign = [], 1
-        pack(b, obj)
-        keys, align, b.trace = tuple(b.trace), b.minalign, None
-        b.minalign = max(minalign, align)
-        if len(b.vtables) == count and len(cache) < 1 << 16:
-            cache[key] = (b.offset - start, keys, align)
+    #: Moves kept per kind of object (a long search sees a few thousand).
+    LIMIT = 1 << 17
 
-    return run
+    def __init__(self) -> None:
+        self._ids: dict[tuple, int] = {}
+        self._states: list[tuple[int, int, frozenset]] = []
+        self._moves: dict[Callable, dict[tuple, tuple[int, int]]] = {}
+        self.initial = self._state(0, 1, frozenset())
+
+    def _state(self, mod8: int, minalign: int, vtables: frozenset) -> int:
+        key = (mod8, minalign, vtables)
+        state = self._ids.get(key)
+        if state is None:
+            state = self._ids[key] = len(self._states)
+            self._states.append(key)
+        return state
+
+    def builder(self, state: int, offset: int) -> SizeBuilder:
+        """A builder at ``offset`` (congruent to the state's mod 8) in ``state``."""
+        b = SizeBuilder()
+        _, b.minalign, vtables = self._states[state]
+        b.offset, b.vtables = offset, dict.fromkeys(vtables, 0)
+        return b
+
+    def state_of(self, b: SizeBuilder) -> int:
+        return self._state(b.offset & 7, b.minalign, frozenset(b.vtables))
+
+    def moves(self, pack: Callable[[SizeBuilder, object], object]) -> dict[tuple, tuple[int, int]]:
+        """The memo of ``pack``'s moves: ``(state, obj) -> (bytes, next state)``."""
+        return self._moves.setdefault(pack, {})
+
+    def move(self, pack: Callable[[SizeBuilder, object], object], state: int,
+             obj: object) -> tuple[int, int]:
+        """``pack(builder, obj)`` from ``state``: (bytes added, next state)."""
+        moves = self.moves(pack)
+        hit = moves.get((state, obj))
+        if hit is None:
+            b = self.builder(state, self._states[state][0])
+            pack(b, obj)
+            hit = (b.offset - self._states[state][0], self.state_of(b))
+            if len(moves) < self.LIMIT:
+                moves[(state, obj)] = hit
+        return hit
 
 
 def pack_tensor(b: SizeBuilder, t: PackedTensor) -> int:
@@ -242,10 +259,6 @@ def pack_operator(b: SizeBuilder, op: PackedOperator) -> int:
     if op.options is not None:
         b.ref(4)
     return b.end()
-
-
-_pack_tensor_memoised = _memoised(pack_tensor)
-_pack_operator_memoised = _memoised(pack_operator)
 
 
 def pack_opcode(b: SizeBuilder, version: int, builtin_code: int) -> int:
@@ -344,43 +357,98 @@ def packed_model_bytes(model: PackedModel, *, memoised: bool = True) -> int:
         >>> packed_model_bytes(m) > 0
         True
     """
-    b = SizeBuilder()
-    for version, code in model.opcodes:
-        pack_opcode(b, version, code)
-    b.vector_of_tables(len(model.opcodes))
+    if not memoised:
+        b = SizeBuilder()
+        for pack, obj in _sections(model, _pack_buffers_step_by_step):
+            pack(b, obj)
+        return b.offset
+    memo, offset = _MEMO, 0
+    state = memo.initial
+    tensor_moves, operator_moves = memo.moves(pack_tensor), memo.moves(pack_operator)
+    for pack, obj in _sections(model, _pack_buffers):
+        if pack is _pack_buffers:  # a list of sizes: in closed form, not memoised
+            b = memo.builder(state, offset)
+            _pack_buffers(b, obj)
+            offset, state = b.offset, memo.state_of(b)
+            continue
+        # The two moves most objects make, looked up here (thousands of specs a second).
+        moves = tensor_moves if pack is pack_tensor else operator_moves \
+            if pack is pack_operator else None
+        hit = moves.get((state, obj)) if moves is not None else None
+        delta, state = hit if hit is not None else memo.move(pack, state, obj)
+        offset += delta
+    return offset
+
+
+_MEMO = _SizeMemo()
+
+
+def _sections(model: PackedModel, buffers: Callable[[SizeBuilder, Sequence[int | None]], None]
+              ) -> Iterator[tuple[Callable[[SizeBuilder, Any], object], Any]]:
+    """``ModelT.Pack``'s objects in the order it writes them, as (pack, hashable object)."""
+    for opcode in model.opcodes:
+        yield _pack_opcode, tuple(opcode)
+    yield _vector_of_tables, len(model.opcodes)
     # SubGraphT.Pack
-    tensor, operator = ((_pack_tensor_memoised, _pack_operator_memoised) if memoised
-                        else (pack_tensor, pack_operator))
     for t in model.tensors:
-        tensor(b, t)
-    b.vector_of_tables(len(model.tensors))
-    b.vector(4, model.num_inputs)
-    b.vector(4, model.num_outputs)
+        yield pack_tensor, t
+    yield _subgraph_io, (len(model.tensors), model.num_inputs, model.num_outputs)
     for op in model.operators:
-        operator(b, op)
-    b.vector_of_tables(len(model.operators))
-    b.string(model.subgraph_name_bytes)
+        yield pack_operator, op
+    yield _subgraph_end, (len(model.operators), model.subgraph_name_bytes, model.description_bytes)
+    yield buffers, model.buffers
+    yield _model_end, (len(model.buffers), tuple(map(tuple, model.metadata)),
+                       tuple(map(tuple, model.signature_inputs)),
+                       tuple(map(tuple, model.signature_outputs)), model.signature_key_bytes)
+
+
+def _pack_opcode(b: SizeBuilder, opcode: tuple[int, int]) -> None:
+    pack_opcode(b, *opcode)
+
+
+def _vector_of_tables(b: SizeBuilder, n: int) -> None:
+    b.vector_of_tables(n)
+
+
+def _subgraph_io(b: SizeBuilder, counts: tuple[int, int, int]) -> None:
+    tensors, inputs, outputs = counts
+    b.vector_of_tables(tensors)
+    b.vector(4, inputs)
+    b.vector(4, outputs)
+
+
+def _subgraph_end(b: SizeBuilder, fields: tuple[int, int, int]) -> None:
+    """The operators' vector, the subgraph's name and table, the subgraphs' vector and the
+    model's description."""
+    operators, name_bytes, description_bytes = fields
+    b.vector_of_tables(operators)
+    b.string(name_bytes)
     b.start(6)
     for slot in range(5):
         b.ref(slot)
     b.end()
     b.vector_of_tables(1)
-    b.string(model.description_bytes)
-    if memoised:
-        _pack_buffers(b, model.buffers)
-    else:
-        for nbytes in model.buffers:
-            pack_buffer(b, nbytes)
-    b.vector_of_tables(len(model.buffers))
-    for name_bytes, buffer in model.metadata:
+    b.string(description_bytes)
+
+
+def _pack_buffers_step_by_step(b: SizeBuilder, buffers: Sequence[int | None]) -> None:
+    for nbytes in buffers:
+        pack_buffer(b, nbytes)
+
+
+def _model_end(b: SizeBuilder, fields: tuple) -> None:
+    """The buffers' vector, the metadata, the signature, the model table and ``Finish``."""
+    num_buffers, metadata, signature_inputs, signature_outputs, key_bytes = fields
+    b.vector_of_tables(num_buffers)
+    for name_bytes, buffer in metadata:
         pack_named(b, name_bytes, buffer != 0)
-    b.vector_of_tables(len(model.metadata))
+    b.vector_of_tables(len(metadata))
     # SignatureDefT.Pack: inputs, outputs, key, the table (subgraph index 0: not written).
-    for maps in (model.signature_inputs, model.signature_outputs):
+    for maps in (signature_inputs, signature_outputs):
         for name_bytes, index in maps:
             pack_named(b, name_bytes, index != 0)
         b.vector_of_tables(len(maps))
-    b.string(model.signature_key_bytes)
+    b.string(key_bytes)
     b.start(5)
     b.ref(0)
     b.ref(1)
@@ -393,7 +461,7 @@ def packed_model_bytes(model: PackedModel, *, memoised: bool = True) -> int:
     for slot in (1, 2, 3, 4, 6, 7):
         b.ref(slot)
     b.end()
-    return b.finish()
+    b.finish()
 
 
 __all__ = ["PackedModel", "PackedOperator", "PackedTensor", "SizeBuilder", "packed_model_bytes"]

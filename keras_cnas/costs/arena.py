@@ -62,6 +62,7 @@ Example (from a flatbuffer: ``keras_cnas.export.estimate_arena_bytes``):
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from typing import Callable, Iterable
 
@@ -496,10 +497,6 @@ def _trace(model: ModelView) -> tuple[list[_Step], int, int]:
     return tr.steps, plan_bytes, len(buffers)
 
 
-#: Per opcode, for :func:`_derived_arena_bytes`: (sizeof, alignof) of the parsed options
-#: and the Init data's bytes (None: none).
-_OPTION_SIZES = {name: k.builtin_data for name, k in _KERNELS.items()}
-_INIT_SIZES = {name: k.init_bytes for name, k in _KERNELS.items()}
 #: The scratch-request room in the head while kernels prepare (before any request).
 _SCRATCH_ROOM = _SCRATCH_REQUEST[0] * _MAX_SCRATCH_BUFFERS_PER_OP
 #: The tail's allocations before the per-tensor and per-operator arrays (see :func:`_trace`).
@@ -529,25 +526,23 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
     for size, align in (*_FIRST_PERSISTS, (_EVAL_TENSOR[0] * len(tensors), _EVAL_TENSOR[1]),
                         (_NODE_AND_REGISTRATION[0] * len(ops), _NODE_AND_REGISTRATION[1])):
         lo, hi = (lo - size) // align * align, (hi - size) // align * align
-    inits = []
-    for op in ops:
-        option = _OPTION_SIZES[op.opcode]
+    first_init = None
+    inits = 0  # where the Init data after the first end (<= 0, a multiple of 16)
+    tail = 0   # relative to the tail after every Init data (all residues move alike)
+    head = _SCRATCH_ROOM
+    need = head
+    scratch: list[tuple[int, int]] = []
+    for op in ops:  # parsed options, Init data, and PrepareSubgraphs
+        option, init, before, persists, requests = _prepare_segment(sg, op)
         if option is not None:
             size, align = option
             lo, hi = (lo - size) // align * align, (hi - size) // align * align
-        init = _INIT_SIZES[op.opcode]
         if init is not None:
-            inits.append(init)
-    lo = (lo - inits[0]) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
-    hi = (hi - inits[0]) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
-    tail = 0
-    for init in inits[1:]:
-        tail = (tail - init) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
-    head = _SCRATCH_ROOM
-    need = head - tail
-    scratch: list[tuple[int, int]] = []
-    for op in ops:  # PrepareSubgraphs: temporaries above the head, allocations off the tail
-        before, persists, requests = _prepare_segment(sg, op)
+            if first_init is None:
+                first_init = init
+            else:
+                inits -= -(-init // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT
+        # Prepare: temporaries above the head, allocations off the tail.
         if before >= 0 and head + before - tail > need:
             need = head + before - tail
         for size, align, at_least, after in persists:
@@ -560,6 +555,10 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
             head = _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP)
             if head - tail > need:
                 need = head - tail
+    lo = (lo - first_init) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+    hi = (hi - first_init) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+    tail += inits
+    need -= inits
     if scratch:
         tail = (tail - _SCRATCH_HANDLE[0] * len(scratch)) // _SCRATCH_HANDLE[1] * _SCRATCH_HANDLE[1]
     # Planning: subgraph offsets and AllocationInfo (8-aligned above the 16-aligned head),
@@ -583,22 +582,29 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
     return min(need - lo, 8 + need - hi)
 
 
-_PREPARED: dict[tuple, tuple[int, tuple, list[int]]] = {}
+_PREPARED: dict[tuple, tuple] = {}
+#: The kernels whose Prepare allocates by operand sizes (:func:`_prepare_sizes`).
+_SIZED_PREPARES = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN"})
 _QUANTIZATION = operator.itemgetter(2, 6, 7)  # a Tensor's dtype, num_scales, num_zero_points
 
 
-def _prepare_segment(sg: Subgraph, op: Operator) -> tuple[int, tuple, list[int]]:
-    """A kernel's Prepare condensed (:func:`_condensed`), and its scratch requests, memoised
-    by what they depend on: the opcode, the type and quantization of every operand and the
+def _prepare_segment(sg: Subgraph, op: Operator) -> tuple:
+    """An operator's parsed options (sizeof, alignof) and Init data bytes (None: none), its
+    kernel's Prepare condensed (:func:`_condensed`) and its scratch requests, memoised by
+    what they depend on: the opcode, the type and quantization of every operand and the
     sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
     get = sg.tensors.__getitem__
-    key = (op.opcode, _prepare_sizes(sg, op), *map(_QUANTIZATION, map(get, op.inputs)),
+    opcode = op.opcode
+    sizes = _prepare_sizes(sg, op) if opcode in _SIZED_PREPARES else ()
+    key = (opcode, sizes, *map(_QUANTIZATION, map(get, op.inputs)),
            *map(_QUANTIZATION, map(get, op.outputs)))
     hit = _PREPARED.get(key)
     if hit is None:
         trace, scratch = _Trace(), []
-        _KERNELS[op.opcode].prepare(_Prepare(trace, sg, op, scratch))
-        hit = (*_condensed(trace.steps), [nbytes for nbytes, _ in scratch])
+        kernel = _KERNELS[opcode]
+        kernel.prepare(_Prepare(trace, sg, op, scratch))
+        hit = (kernel.builtin_data, kernel.init_bytes, *_condensed(trace.steps),
+               [nbytes for nbytes, _ in scratch])
         if len(_PREPARED) < 1 << 16:
             _PREPARED[key] = hit
     return hit
@@ -647,34 +653,38 @@ def _planned_buffers(sg: Subgraph, scratch: list[tuple[int, int]]) -> list[tuple
     unset = -1
     first = [unset] * len(sg.tensors)
     last = [unset] * len(sg.tensors)
-    scope = 0
     for k in sg.inputs:
         if first[k] == unset:
-            first[k] = scope
-        last[k] = scope
-    scratch_life: dict[int, tuple[int, int]] = {}
+            first[k] = 0
+        last[k] = 0
+    scope = 0
+    scopes: dict[int, int] = {}  # operator index -> its scope (its scratch buffers' life)
     for op in sg.operators:
         scope += 1
-        for k in op.outputs:
+        outputs = op.outputs
+        for k in outputs:
             if first[k] == unset:
                 first[k] = scope
         for k in op.inputs:
             if k >= 0:
                 last[k] = scope
-        for k in op.outputs:
+        for k in outputs:
             last[k] = scope
-        scratch_life[op.index] = (scope, scope)
+        scopes[op.index] = scope
     for k in sg.outputs:
         if first[k] == unset:
             first[k] = scope
         last[k] = scope
     buffers = []
-    for t in sg.tensors:
-        nbytes = t.nbytes
-        if not t.is_constant and not t.is_variable and nbytes != 0:
-            buffers.append((_align_up(nbytes, BUFFER_ALIGNMENT), first[t.index], last[t.index]))
+    for index, _, dtype, shape, constant, variable, *_ in sg.tensors:
+        if not constant and not variable:
+            nbytes = math.prod(shape) * TYPE_SIZES[dtype]
+            if nbytes:
+                buffers.append((-(-nbytes // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT, first[index],
+                                last[index]))
     for nbytes, op_index in scratch:
-        buffers.append((_align_up(nbytes, BUFFER_ALIGNMENT), *scratch_life[op_index]))
+        scope = scopes[op_index]
+        buffers.append((_align_up(nbytes, BUFFER_ALIGNMENT), scope, scope))
     return buffers
 
 

@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 
 class SizeBuilder:
@@ -359,24 +359,23 @@ def packed_model_bytes(model: PackedModel, *, memoised: bool = True) -> int:
     """
     if not memoised:
         b = SizeBuilder()
-        for pack, obj in _sections(model, _pack_buffers_step_by_step):
-            pack(b, obj)
+        for pack, objects in _sections(model, _pack_buffers_step_by_step):
+            for obj in objects:
+                pack(b, obj)
         return b.offset
     memo, offset = _MEMO, 0
     state = memo.initial
-    tensor_moves, operator_moves = memo.moves(pack_tensor), memo.moves(pack_operator)
-    for pack, obj in _sections(model, _pack_buffers):
+    for pack, objects in _sections(model, _pack_buffers):
         if pack is _pack_buffers:  # a list of sizes: in closed form, not memoised
             b = memo.builder(state, offset)
-            _pack_buffers(b, obj)
+            _pack_buffers(b, objects[0])
             offset, state = b.offset, memo.state_of(b)
             continue
-        # The two moves most objects make, looked up here (thousands of specs a second).
-        moves = tensor_moves if pack is pack_tensor else operator_moves \
-            if pack is pack_operator else None
-        hit = moves.get((state, obj)) if moves is not None else None
-        delta, state = hit if hit is not None else memo.move(pack, state, obj)
-        offset += delta
+        moves = memo.moves(pack)
+        for obj in objects:
+            hit = moves.get((state, obj))
+            delta, state = hit if hit is not None else memo.move(pack, state, obj)
+            offset += delta
     return offset
 
 
@@ -384,22 +383,22 @@ _MEMO = _SizeMemo()
 
 
 def _sections(model: PackedModel, buffers: Callable[[SizeBuilder, Sequence[int | None]], None]
-              ) -> Iterator[tuple[Callable[[SizeBuilder, Any], object], Any]]:
-    """``ModelT.Pack``'s objects in the order it writes them, as (pack, hashable object)."""
-    for opcode in model.opcodes:
-        yield _pack_opcode, tuple(opcode)
-    yield _vector_of_tables, len(model.opcodes)
-    # SubGraphT.Pack
-    for t in model.tensors:
-        yield pack_tensor, t
-    yield _subgraph_io, (len(model.tensors), model.num_inputs, model.num_outputs)
-    for op in model.operators:
-        yield pack_operator, op
-    yield _subgraph_end, (len(model.operators), model.subgraph_name_bytes, model.description_bytes)
-    yield buffers, model.buffers
-    yield _model_end, (len(model.buffers), tuple(map(tuple, model.metadata)),
+              ) -> list[tuple[Callable[[SizeBuilder, Any], object], Sequence[Any]]]:
+    """``ModelT.Pack``'s objects in the order it writes them, as (pack, hashable objects)."""
+    return [
+        (_pack_opcode, [tuple(opcode) for opcode in model.opcodes]),
+        (_vector_of_tables, (len(model.opcodes),)),
+        # SubGraphT.Pack
+        (pack_tensor, model.tensors),
+        (_subgraph_io, ((len(model.tensors), model.num_inputs, model.num_outputs),)),
+        (pack_operator, model.operators),
+        (_subgraph_end, ((len(model.operators), model.subgraph_name_bytes,
+                          model.description_bytes),)),
+        (buffers, (model.buffers,)),
+        (_model_end, ((len(model.buffers), tuple(map(tuple, model.metadata)),
                        tuple(map(tuple, model.signature_inputs)),
-                       tuple(map(tuple, model.signature_outputs)), model.signature_key_bytes)
+                       tuple(map(tuple, model.signature_outputs)), model.signature_key_bytes),)),
+    ]
 
 
 def _pack_opcode(b: SizeBuilder, opcode: tuple[int, int]) -> None:

@@ -76,15 +76,27 @@ def assert_deployment_costs_exact(spec, target, seed=0):
     from keras_cnas.builders.common import redraw_weights
     from keras_cnas.costs import deployment_costs
     from keras_cnas.export import micro_arena_bytes, to_tflite
+    from keras_cnas.export.micro import MicroError
 
-    keras.backend.clear_session()
-    rng = np.random.default_rng(seed)
-    model = redraw_weights(cnas.build_model(spec), rng)
-    x = rng.random((8, *spec.input_shape), dtype=np.float32)
-    flatbuffer = to_tflite(model, target.quantize, representative_data=x if target.quantize == "int8"
-                           else None, int8_io=target.int8_io)
     priced = deployment_costs(spec, target)
-    measured = {"arena_bytes": micro_arena_bytes(flatbuffer), "tflite_bytes": len(flatbuffer)}
+    # Neither cost depends on the weights, but TFLite Micro aborts the process (SIGABRT,
+    # no message) on some random draws: measure such a spec with another draw. The slow
+    # suite met one (residual descriptor 54 of 200, int8): draws 1 and 2 of it measured
+    # exactly the priced figures, draw 3 aborted too.
+    for attempt in range(3):
+        keras.backend.clear_session()
+        rng = np.random.default_rng(seed + 100_003 * attempt)
+        model = redraw_weights(cnas.build_model(spec), rng)
+        x = rng.random((8, *spec.input_shape), dtype=np.float32)
+        flatbuffer = to_tflite(model, target.quantize, int8_io=target.int8_io,
+                               representative_data=x if target.quantize == "int8" else None)
+        try:
+            arena = micro_arena_bytes(flatbuffer)
+            break
+        except MicroError as e:
+            if "TFLite Micro crashed" not in str(e) or attempt == 2:
+                raise
+    measured = {"arena_bytes": arena, "tflite_bytes": len(flatbuffer)}
     assert priced["arena_bytes"] == measured["arena_bytes"], (target, spec.to_json())
     assert priced["tflite_bytes"] == measured["tflite_bytes"], (target, spec.to_json())
     return priced, measured

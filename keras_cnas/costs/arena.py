@@ -371,15 +371,18 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
         return [], 0
     ids = sorted(range(n - 1, -1, -1), key=lambda i: -reqs[i][0])  # stable: keeps reversal
     offsets = [-1] * n
-    # The placed buffers alive at each time (lifetimes are short: a buffer conflicts with
-    # few others); a buffer meets those alive during its lifetime in offset order, ties in
-    # the order they were placed, as the planner's offset-ordered list does. One alive at
-    # several of those times is met again at once and changes nothing.
-    alive: dict[int, list[tuple[int, int, int]]] = {}
+    # The placed buffers alive at each time (slot t + 1: a never-used tensor has time -1;
+    # lifetimes are short, so a buffer conflicts with few others); a buffer meets those
+    # alive during its lifetime in offset order, ties in the order they were placed, as
+    # the planner's offset-ordered list does. One alive at several of those times is met
+    # again at once and changes nothing.
+    alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(r[2] for r in reqs) + 3)]
     for rank, i in enumerate(ids):
         size, first, last = reqs[i]
-        times = range(first, last + 1)
-        near = [entry for t in times for entry in alive.get(t, ())]
+        if last == first + 1:  # most activations: made by one operator, read by the next
+            near = alive[first + 1] + alive[last + 1]
+        else:
+            near = [entry for t in range(first + 1, last + 2) for entry in alive[t]]
         candidate = 0
         if near:
             near.sort()
@@ -390,12 +393,8 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
                     candidate = end
         offsets[i] = candidate
         entry = (candidate, rank, candidate + size)
-        for t in times:
-            slot = alive.get(t)
-            if slot is None:
-                alive[t] = [entry]
-            else:
-                slot.append(entry)
+        for t in range(first + 1, last + 2):
+            alive[t].append(entry)
     return offsets, max(offsets[i] + reqs[i][0] for i in range(n))
 
 
@@ -593,11 +592,10 @@ def _prepare_segment(sg: Subgraph, op: Operator) -> tuple:
     kernel's Prepare condensed (:func:`_condensed`) and its scratch requests, memoised by
     what they depend on: the opcode, the type and quantization of every operand and the
     sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
-    get = sg.tensors.__getitem__
+    tensors = sg.tensors
     opcode = op.opcode
     sizes = _prepare_sizes(sg, op) if opcode in _SIZED_PREPARES else ()
-    key = (opcode, sizes, *map(_QUANTIZATION, map(get, op.inputs)),
-           *map(_QUANTIZATION, map(get, op.outputs)))
+    key = (opcode, sizes, *[_QUANTIZATION(tensors[k]) for k in op.inputs + op.outputs])
     hit = _PREPARED.get(key)
     if hit is None:
         trace, scratch = _Trace(), []

@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable
 
@@ -190,8 +191,8 @@ class GraphBuilder:
     def _int32_constant(self, n: int, name: str = "") -> int:
         return self._tensor((n,), "INT32", True, 0, name)
 
-    def _op(self, opcode: str, inputs: list[int], output: int, version: int | None = None,
-            **options: int) -> int:
+    def _op(self, opcode: str, inputs: tuple[int, ...], output: int,
+            version: int | None = None, **options: int) -> int:
         code, int8_version, float_version = _OPCODES[opcode]
         if version is None:
             version = int8_version if self.int8 else float_version
@@ -213,15 +214,17 @@ class GraphBuilder:
         convolution with Keras' default "valid" padding (the same shape; the converter
         keeps the padding). ``stride``: one for both axes or a (y, x) pair. Its output is
         named like its bias (deduplicated)."""
-        h, w, c = self.shape(x)
-        weights = self._weights((filters, kernel[0], kernel[1], c // groups), filters,
-                                weights_name)
-        bias = self._bias(filters, bias_name)
+        _, h, w, c = self.tensors[x][3]
+        scales = filters if self.int8 else 0
+        tensor = self._tensor
+        weights = tensor((filters, kernel[0], kernel[1], c // groups), self._dtype, True,
+                         scales, weights_name)
+        bias = tensor((filters,), self._bias_dtype, True, scales, bias_name)
         sy, sx = (stride, stride) if isinstance(stride, int) else stride
         ho, wo = out_hw or (-(-h // sy), -(-w // sx))
-        out = self._activation((1, ho, wo, filters), bias_name)
+        out = tensor((1, ho, wo, filters), self._dtype, False, self._one_scale, bias_name)
         valid = valid or out_hw is not None
-        return self._op("CONV_2D", [x, weights, bias], out,
+        return self._op("CONV_2D", (x, weights, bias), out,
                         _GROUPED_CONV_VERSION if groups > 1 else None, stride=stride,
                         activation=activation, valid=int(valid))
 
@@ -241,9 +244,9 @@ class GraphBuilder:
              opcode: str = "MAX_POOL_2D", out_hw: tuple[int, int] | None = None, *,
              name: str = "") -> int:
         """MaxPool2D (or AveragePool2D), "valid" padding unless ``out_hw``; (y, x) pairs."""
-        h, w, c = self.shape(x)
+        _, h, w, c = self.tensors[x][3]
         ho, wo = out_hw or ((h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1)
-        return self._op(opcode, [x], self._activation((1, ho, wo, c), name),
+        return self._op(opcode, (x,), self._activation((1, ho, wo, c), name),
                         valid=int(out_hw is None))
 
     def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int], *,
@@ -314,6 +317,15 @@ def _fused(*parts: str) -> str:
     return ";".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
+def _descriptor_names(i: int, net: str = "descriptor_net") -> tuple[str, str, str]:
+    """Conv layer ``i``'s weights name, its fused conv + BN + ReLU name and its pool's
+    (the same for every spec: formatted once)."""
+    conv = f"{net}/conv_{i}/Conv2D"
+    return (conv, _fused(f"{net}/conv_{i}_relu/Relu", f"{net}/conv_{i}_bn/FusedBatchNormV3", conv),
+            f"{net}/conv_{i}_pool/MaxPool")
+
+
 def _descriptor_graph(spec, g: GraphBuilder) -> ModelView:
     net = "descriptor_net"
     x = g.x
@@ -327,12 +339,11 @@ def _descriptor_graph(spec, g: GraphBuilder) -> ModelView:
         if i in ends:
             x = _descriptor_skip_end(spec, g, net, i, ends[i], skip_input, x, layer)
         else:
-            conv = f"{net}/conv_{i}/Conv2D"
+            conv, fused, _ = _descriptor_names(i)
             x = g.conv(x, k, (fy, fx), stride, activation=_RELU, weights_name=conv,
-                       bias_name=_fused(f"{net}/conv_{i}_relu/Relu",
-                                        f"{net}/conv_{i}_bn/FusedBatchNormV3", conv))
+                       bias_name=fused)
         if px != 1 or py != 1 or sx != 1 or sy != 1:
-            x = g.max_pool(x, (py, px), (sy, sx), name=f"{net}/conv_{i}_pool/MaxPool")
+            x = g.max_pool(x, (py, px), (sy, sx), name=_descriptor_names(i)[2])
     if spec.global_pool:
         x = g.global_average_pool(x, name=f"{net}/global_pool/Mean")
     else:

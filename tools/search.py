@@ -157,9 +157,9 @@ flags.DEFINE_list("callbacks", [], "Your Keras callbacks for every trial, as mod
 flags.DEFINE_float("beta", 5e-5, "Weight of R(A) in J = val_loss + beta * R(A).", lower_bound=0)
 flags.DEFINE_enum("regularizer", "params_k", ["params_k", "madds_m", "none"], "R(A) of J.")
 flags.DEFINE_float("trial_time_limit", None, "Seconds one training run may take.", lower_bound=1)
-flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child from its "
-                  "parent trial's trained weights where layers match (saved as weights.npz in "
-                  "each trial directory).")
+flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child or a "
+                  "local-search neighbour from its parent trial's trained weights where layers "
+                  "match (saved as weights.npz in each trial directory).")
 # Search
 flags.DEFINE_integer("max_trials", None, "Evaluated trials in total (default: the strategy's).",
                      lower_bound=1)

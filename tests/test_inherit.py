@@ -60,3 +60,47 @@ def test_a_wider_child_gets_the_overlapping_slices(tmp_path):
     np.testing.assert_array_equal(kernel[..., :8], parent.get_layer("conv_0").get_weights()[0])
     np.testing.assert_array_equal(child.get_layer("classifier").get_weights()[0],
                                   parent.get_layer("classifier").get_weights()[0])
+
+
+def test_a_local_search_neighbour_starts_from_its_incumbents_weights(digits, tmp_path):
+    """Local search names the incumbent's trial as a neighbour's parent: with
+    ``inherit_weights`` the neighbour's weights when its training begins equal the
+    incumbent's trained ones on every layer whose shapes match."""
+    from keras_cnas._keras import keras
+
+    class Snapshot(keras.callbacks.Callback):
+        """Every layer's weights when a trial's training begins (trials run in order)."""
+
+        def __init__(self):
+            super().__init__()
+            self.starts = []
+
+        def on_train_begin(self, logs=None):
+            self.starts.append({layer.name: [np.array(w) for w in layer.get_weights()]
+                                for layer in self.model.layers if layer.get_weights()})
+
+    snapshot = Snapshot()
+    evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, batch_size=64,
+                                             inherit_weights=True, callbacks=[snapshot])
+    space = cnas.spaces.DescriptorSpace((8, 8, 1), 10, max_conv_layers=2, max_filters=16,
+                                        max_fc_layers=1, max_hidden=32)
+    start = _spec(8, 16)
+    result = cnas.search(space, strategy=cnas.strategies.LocalSearch(3, fidelity="traction",
+                                                                     start=start),
+                         evaluator=evaluator, search_dir=tmp_path / "search", finalize=False,
+                         verbose=False, tensorboard=False)
+    first, *children = result.trials
+    assert first.spec.key() == start.key() and first.info == {"move": "start"}
+    assert len(children) == 2 and len(snapshot.starts) == 3
+    with np.load(tmp_path / "search" / "trials" / "00000" / WEIGHTS_FILE,
+                 allow_pickle=False) as saved:
+        parent = {k: saved[k] for k in saved.files}
+    for child, start_weights in zip(children, snapshot.starts[1:]):
+        assert child.info["parent"] == first.id and child.info["parent_key"] == start.key()
+        matching = [name for name, arrays in start_weights.items()
+                    if all(f"{name}/{i}" in parent and parent[f"{name}/{i}"].shape == w.shape
+                           for i, w in enumerate(arrays))]
+        assert matching and child.metrics["inherited_layers"] == len(matching)
+        for name in matching:
+            for i, w in enumerate(start_weights[name]):
+                np.testing.assert_array_equal(w, parent[f"{name}/{i}"], err_msg=name)

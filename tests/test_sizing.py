@@ -77,3 +77,42 @@ def test_search_tool_on_cifar10_with_a_device_sizes_the_space(space, shared_data
     assert "space sized for the budget" in out.stdout
     sizing = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["space_sizing"]
     assert sizing["space"] == space and sizing["feasible_share"] >= 0.2
+
+
+def test_residual_flags_win_over_the_sizers_own_settings_and_sizing_goes_on():
+    plain = {"max_stride": 1, "max_skip_span": 0, "global_pool": False}
+    sized = sized_space("descriptor", CIFAR, 10, RESNET8, ("max_skip_span",), None, plain)
+    assert sized is not None  # shape flags do not turn sizing off; bound flags do
+    space = sized.space
+    assert (space.max_stride, space.max_skip_span, space.global_pool) == (1, 0, False)
+    rng = np.random.default_rng(3)
+    for spec in (space.sample(rng) for _ in range(30)):
+        assert not spec.skips and not spec.global_pool
+        assert all(layer.stride == 1 for layer in spec.conv_layers)
+    # Only a given flag overrides: the others keep the residual defaults.
+    partial = sized_space("descriptor", CIFAR, 10, RESNET8, (), None, {"max_skip_span": 1}).space
+    assert (partial.max_stride, partial.max_skip_span, partial.global_pool) == (2, 1, True)
+    assert sized_space("descriptor", CIFAR, 10, RESNET8, ("max_filters", "max_stride"), None,
+                       {"max_stride": 1}) is None
+    with pytest.raises(Exception, match="max_stride"):
+        descriptor_space_for_budget(RESNET8, CIFAR, 10, max_stride=0)
+
+
+def test_search_tool_takes_the_residual_flags_with_and_without_a_budget(tmp_path):
+    common = [sys.executable, "tools/search.py", "--dataset=digits", "--space=descriptor",
+              "--strategy=random", "--max_trials=1", "--traction_epochs=1", "--full_epochs=1",
+              "--batch_size=64", "--nofinalize"]
+    cases = {"sized": (["--max_params=5000", "--max_skip_span=0", "--noglobal_pool"],
+                       {"max_stride": 2, "max_skip_span": None, "global_pool": None}),
+             "flags": (["--max_conv_layers=3", "--max_stride=2", "--max_skip_span=2",
+                        "--global_pool"], {"max_stride": 2, "max_skip_span": 2,
+                                           "global_pool": True})}
+    for name, (flags, expected) in cases.items():
+        out = subprocess.run([*common, *flags, f"--search_dir={tmp_path / name}"], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert ("space sized for the budget" in out.stdout) == (name == "sized")
+        config = json.loads((tmp_path / name / "summary.json").read_text())["config"]
+        space = config["space"]["config"] if "config" in config["space"] else config["space"]
+        # get_config leaves the paper's values (stride 1, no skips, flatten) out.
+        assert {k: space.get(k) for k in expected} == expected, space

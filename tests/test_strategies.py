@@ -29,6 +29,7 @@ from keras_cnas.spaces import (
 )
 from keras_cnas.strategies import (
     STRATEGIES,
+    LocalSearch,
     MonteCarlo,
     RandomSearch,
     RegularizedEvolution,
@@ -614,6 +615,47 @@ def test_montecarlo_adaptive_phase_without_any_completed_trial_falls_back_to_sam
     batch = [strategy.ask() for _ in range(5)]
     assert [c.info for c in batch[2:]] == [
         {"move": "random", "reason": "no completed trial to step from"}] * 3
+
+
+# --- local search ------------------------------------------------------------------------------
+
+
+def test_local_search_neighbours_name_their_incumbents_trial_as_parent():
+    """The parent is a trial id (what weight inheritance reads), of the incumbent: the
+    neighbour differs from it in one decision."""
+    from keras_cnas.strategies.local_search import neighbours
+
+    strategy = setup(LocalSearch(num_trials=60), "categorical", seed=1)
+    trials = Loop("categorical", fail=sometimes_fails).run(strategy)
+    children = [t for t in trials if t.info["move"] == "neighbour"]
+    assert len(children) > 20 and strategy.restarts >= 1
+    space = categorical_space()
+    for child in children:
+        parent = trials[child.info["parent"]]
+        assert parent.id < child.id and parent.ok
+        assert child.info["parent_key"] == parent.spec.key()
+        assert child.spec.key() in {s.key() for s in neighbours(space, parent.spec)}
+
+
+def test_local_search_climbs_from_the_start_it_is_given():
+    start = categorical_space().spec([0, 0, 0, 0, 0, 0])
+    config = LocalSearch(num_trials=30, start=start).get_config()
+    strategy = setup(STRATEGIES.get("local_search")(**json.loads(json.dumps(config))), "categorical")
+    trials = Loop("categorical").run(strategy)
+    assert trials[0].spec.key() == start.key() and trials[0].info == {"move": "start"}
+    assert all(t.info["parent"] == 0 for t in trials[1:7])  # its six one-decision neighbours
+    assert "start" not in LocalSearch().get_config()  # older searches' configs still match
+
+
+def test_local_search_refuses_a_start_outside_the_space_or_the_constraints():
+    from keras_cnas.errors import InvalidSpecError
+
+    with pytest.raises(InvalidSpecError, match="start: .* is not in the space"):
+        setup(LocalSearch(start=CategoricalSpace([9, 8]).spec([8, 0])), "categorical")
+    with pytest.raises(InvalidSpecError, match="start: .* violates the constraints"):
+        setup(LocalSearch(start=categorical_space().spec([7] * 6)), "categorical", max_params=280)
+    with pytest.raises(ValueError, match="start: expected a spec"):
+        LocalSearch(start=3)
 
 
 # --- regularized evolution ---------------------------------------------------------------------

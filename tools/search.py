@@ -45,7 +45,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import keras_cnas as cnas  # noqa: E402
 from keras_cnas.cli import search as cli  # noqa: E402
-from keras_cnas.cli.sized import sized_space  # noqa: E402
+from keras_cnas.cli.sized import RESIDUAL_FLAGS, sized_space  # noqa: E402
 from keras_cnas.data import DATASETS  # noqa: E402
 from keras_cnas.export import DEFAULT_MAX_INT8_DROP  # noqa: E402
 from keras_cnas.cli import common  # noqa: E402
@@ -76,6 +76,12 @@ flags.DEFINE_integer("max_conv_layers", None, "Descriptor: most conv layers (pap
 flags.DEFINE_integer("max_filters", None, "Descriptor: most filters per conv (paper: 128).", lower_bound=1)
 flags.DEFINE_integer("max_fc_layers", None, "Descriptor: most hidden fc layers.", lower_bound=0)
 flags.DEFINE_integer("max_hidden", None, "Descriptor: most units per fc layer (paper: 2048).", lower_bound=1)
+flags.DEFINE_integer("max_stride", None, "Descriptor: largest conv stride (paper: 1; sized for "
+                     "a budget: 2).", lower_bound=1)
+flags.DEFINE_integer("max_skip_span", None, "Descriptor: most conv layers a skip connection "
+                     "spans (paper: 0, no skips; sized for a budget: 2).", lower_bound=0)
+flags.DEFINE_bool("global_pool", None, "Descriptor: global average pooling before the fc "
+                  "layers (paper: no, flatten; sized for a budget: yes).")
 flags.DEFINE_float("width_multiplier", 1.0, "Block-set: MobileNetV2 width multiplier.", lower_bound=0.1)
 flags.DEFINE_list("stage_positions", None, "Block-set: positions in each of the 7 MobileNetV2 "
                   "stages (default 2,4,6,8,6,6,4: N = 36).")
@@ -151,9 +157,9 @@ flags.DEFINE_list("callbacks", [], "Your Keras callbacks for every trial, as mod
 flags.DEFINE_float("beta", 5e-5, "Weight of R(A) in J = val_loss + beta * R(A).", lower_bound=0)
 flags.DEFINE_enum("regularizer", "params_k", ["params_k", "madds_m", "none"], "R(A) of J.")
 flags.DEFINE_float("trial_time_limit", None, "Seconds one training run may take.", lower_bound=1)
-flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child from its "
-                  "parent trial's trained weights where layers match (saved as weights.npz in "
-                  "each trial directory).")
+flags.DEFINE_bool("inherit_weights", False, "Start a Monte Carlo / evolution child or a "
+                  "local-search neighbour from its parent trial's trained weights where layers "
+                  "match (saved as weights.npz in each trial directory).")
 # Search
 flags.DEFINE_integer("max_trials", None, "Evaluated trials in total (default: the strategy's).",
                      lower_bound=1)
@@ -186,7 +192,7 @@ HELP_GROUPS = {
     "data": ["dataset", "data_dir", "image_size", "color_mode", "data_fn", "augment",
              "validation_split", "max_train_examples"],
     "space": ["space", "max_conv_layers", "max_filters", "max_fc_layers", "max_hidden",
-              "width_multiplier", "stage_positions", "hypermodel", "head_filters", "num_layers",
+              "max_stride", "max_skip_span", "global_pool", "width_multiplier", "stage_positions", "hypermodel", "head_filters", "num_layers",
               "filters", "max_blocks"],
     "constraints and export": ["device", *(f"max_{c}" for c in cli.BOUND_COSTS), "max_fraction",
                                "reference", "int8_io", "micro", "max_int8_drop", "qat_epochs",
@@ -266,9 +272,11 @@ def main(argv):
                                                  **cli.evaluator_kwargs(values))
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
-    # A budget and no space flags: the space is sized from the budget (cli/sized.py).
-    sized = sized_space(FLAGS.space, data.input_shape, data.num_classes, constraints,
-                        {name for name in values if FLAGS[name].present}, evaluator.export_target)
+    # A budget and no space bound flags: the space is sized from the budget (cli/sized.py).
+    given = {name for name in values if FLAGS[name].present}
+    sized = sized_space(FLAGS.space, data.input_shape, data.num_classes, constraints, given,
+                        evaluator.export_target,
+                        {name: values[name] for name in RESIDUAL_FLAGS if name in given})
     if sized is not None:
         space = sized.space
         extra["space_sizing"] = sized.to_dict()

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 from absl import app
 
 from keras_cnas.cli.common import load_spec
-from keras_cnas.cli.sized import SPACE_FLAGS
+from keras_cnas.cli.sized import RESIDUAL_FLAGS, SPACE_FLAGS
 from keras_cnas.costs import Constraints, estimate
 from keras_cnas.costs.constraints import parse_bytes
 from keras_cnas.costs.measured import MEASURED_COSTS
@@ -73,7 +73,8 @@ def make_space(name: str, input_shape: tuple[int, int, int], num_classes: int,
                flags: Mapping[str, Any]) -> Space:
     """The search space ``name`` for this data, with the bounds given as flags."""
     if name == "descriptor":
-        bounds = {k: flags[k] for k in SPACE_FLAGS["descriptor"] if flags.get(k) is not None}
+        bounds = {k: flags[k] for k in (*SPACE_FLAGS["descriptor"], *RESIDUAL_FLAGS)
+                  if flags.get(k) is not None}
         return DescriptorSpace(input_shape, num_classes, **bounds)
     if name == "blockset":
         alpha = flags.get("width_multiplier") or 1.0

@@ -85,13 +85,20 @@ def feasible_share(space: Space, pricer: Pricer, samples: int = 100, seed: int =
 def descriptor_space_for_budget(constraints: Constraints, input_shape: Sequence[int],
                                 num_classes: int, *, target: ExportTarget | None = ExportTarget(),
                                 min_share: float = MIN_SHARE, samples: int = 100,
-                                seed: int = 0) -> SizedSpace:
+                                seed: int = 0, max_stride: int = 2, max_skip_span: int = 2,
+                                global_pool: bool = True) -> SizedSpace:
     """The largest residual descriptor space of the ladder that fits ``constraints``.
+
+    ``max_stride``, ``max_skip_span`` and ``global_pool`` shape every space of the ladder
+    (the residual defaults; ``tools/search.py``'s flags of those names override them, and
+    the ladder is then walked with the user's values).
 
     Raises:
         InfeasibleConstraintsError: not even a one-layer, one-filter network fits.
     """
     shape = tuple(input_shape)
+    residual = {"max_stride": max_stride, "max_skip_span": max_skip_span,
+                "global_pool": global_pool}
 
     def candidates() -> Iterable[tuple[dict[str, Any], Space]]:
         ladder = sorted(itertools.product(DESCRIPTOR_FILTERS, DESCRIPTOR_LAYERS),
@@ -100,9 +107,11 @@ def descriptor_space_for_budget(constraints: Constraints, input_shape: Sequence[
             settings = {"max_filters": filters, "max_conv_layers": layers}
             yield settings, DescriptorSpace(
                 shape, num_classes, min_filters=min(4, filters), max_fc_layers=1,
-                max_hidden=128, max_stride=2, max_skip_span=2, global_pool=True, **settings)
+                max_hidden=128, **residual, **settings)
 
-    smallest = Descriptor(shape, num_classes, (ConvLayer(1, 1, 1),), global_pool=True)
+    # Built by the space's own checks first, so a bad override fails as the space would.
+    DescriptorSpace(shape, num_classes, **residual)
+    smallest = Descriptor(shape, num_classes, (ConvLayer(1, 1, 1),), global_pool=global_pool)
     return _first_fit(candidates(), smallest, constraints, target, min_share, samples, seed)
 
 

@@ -67,7 +67,7 @@ def neighbours(space: Any, spec: Spec) -> list[Spec]:
 class LocalSearch(TrialBudget, Strategy):
     """Best-improvement local search with random restarts.
 
-    From a random feasible incumbent, every feasible one-decision neighbour
+    From a random feasible incumbent (or ``start``, first), every feasible one-decision neighbour
     (:func:`neighbours`) is evaluated, in random order; when all have finished, the best
     of them becomes the incumbent if it beats it, else the incumbent is a local optimum
     and the search restarts from a new random feasible point. Neighbours evaluated before
@@ -79,8 +79,15 @@ class LocalSearch(TrialBudget, Strategy):
         num_trials: candidates to propose (its ``planned_trials``; ``max_trials`` sets it).
         fidelity: ``"full"`` or ``"traction"``, for every candidate.
         max_rejections: infeasible proposals in a row after which the search stops.
+        start: the first incumbent (a spec of the space or its ``to_dict()``), e.g. a
+            hand-designed reference to climb from; later restarts are random. None: random.
+            Refused by ``setup`` if the space cannot express it or the constraints reject it.
 
-    ``Candidate.info``: ``{"move": "restart"}`` or ``{"move": "neighbour", "parent": key}``.
+    ``Candidate.info``: ``{"move": "restart"}`` (``"start"`` for ``start``) or ``{"move":
+    "neighbour", "parent": id, "parent_key": key}``: the incumbent's trial id, so that with
+    ``KerasEvaluator(inherit_weights=True)`` a neighbour starts from the incumbent's weights
+    (:mod:`keras_cnas.training.inherit`); ``"parent"`` is left out for an incumbent that
+    was not a trial of this search (lazy greedy's hand-over knows only scores).
 
     Example:
         >>> from keras_cnas.costs import Constraints, estimate
@@ -101,16 +108,22 @@ class LocalSearch(TrialBudget, Strategy):
     name = "local_search"
 
     def __init__(self, num_trials: int = 100, *, fidelity: str = "full",
-                 max_rejections: int = 2000):
+                 max_rejections: int = 2000, start: Spec | Mapping[str, Any] | None = None):
         super().__init__(max_rejections=max_rejections)
         self.num_trials = check_count("num_trials", num_trials, 1)
         self.fidelity = check_fidelity("fidelity", fidelity)
+        if start is not None and not isinstance(start, (Spec, Mapping)):
+            raise ValueError(f"start: expected a spec (or its to_dict()) or None, got {start!r:.60}")
+        self.start = None if start is None else spec_from_dict(
+            start.to_dict() if isinstance(start, Spec) else dict(start))
         self._reset()
 
     def _reset(self) -> None:
         self.asked = 0
         self.restarts = 0
         self.scores: dict[str, float | None] = {}  # key -> score (None: failed)
+        self.trial_ids: dict[str, int] = {}  # key -> id of the trial that scored it
+        self.started = self.start is None  # ``start`` proposed (or none given)
         self._seen: list[str] = []
         self._seen_set: set[str] = set()
         self.incumbent: dict[str, Any] | None = None  # {"spec": ..., "key": ...}
@@ -120,6 +133,15 @@ class LocalSearch(TrialBudget, Strategy):
     def setup(self, context: SearchContext, seed: int = 0) -> None:
         super().setup(context, seed)
         self._reset()
+        if self.start is not None:
+            try:
+                context.space.to_decisions(self.start)
+            except (InvalidSpecError, ValueError, TypeError) as e:
+                raise InvalidSpecError(f"start: {self.start.key():.60} is not in the space "
+                                       f"({e}); widen the space's bounds or drop start") from None
+            if context.constraints and not context.pricer.check(self.start):
+                raise InvalidSpecError(f"start: {self.start.key():.60} violates the "
+                                       "constraints; relax them or drop start")
 
     def start_from(self, spec: Spec | None, known: Mapping[str, float | None]) -> None:
         """Continues from ``spec`` (evaluated: its score is in ``known``), never asking for
@@ -146,14 +168,26 @@ class LocalSearch(TrialBudget, Strategy):
                 if spec.key() in self._seen_set:
                     continue  # asked for since (a restart point elsewhere): its score comes
                 if self.feasible(spec):
-                    return self._propose(spec, "neighbour", {"parent": self.incumbent["key"]})
+                    return self._propose(spec, "neighbour", self._parent_info())
                 self.neighbourhood.remove(spec.key())
             if any(self.scores.get(k, "pending") == "pending" for k in self.neighbourhood):
                 return None  # wait for the neighbours still running
             self._step()
 
+    def _parent_info(self) -> dict[str, Any]:
+        """The incumbent as a neighbour's parent: its trial id (for weight inheritance) when
+        it was a trial of this search, and its key."""
+        assert self.incumbent is not None
+        key = self.incumbent["key"]
+        return {"parent": self.trial_ids[key], "parent_key": key} if key in self.trial_ids \
+            else {"parent_key": key}
+
     def _restart(self) -> Candidate | None:
-        spec = sample_unseen(self, self._seen_set)
+        move = "restart"
+        if not self.started:
+            spec, move, self.started = self.start, "start", True
+        else:
+            spec = sample_unseen(self, self._seen_set)
         if spec is None:
             self.stop_reason = exhausted_reason(self.asked)
             logger.info("local search: %s", self.stop_reason)
@@ -161,7 +195,7 @@ class LocalSearch(TrialBudget, Strategy):
         self.restarts += 1
         self.incumbent = {"spec": spec.to_dict(), "key": spec.key()}
         self.queue, self.neighbourhood = [], [spec.key()]  # wait for its own score first
-        return self._propose(spec, "restart", {})
+        return self._propose(spec, move, {})
 
     def _propose(self, spec: Spec, move: str, info: dict[str, Any]) -> Candidate:
         self.asked += 1
@@ -206,15 +240,20 @@ class LocalSearch(TrialBudget, Strategy):
 
     def tell(self, trial: Trial) -> None:
         self.scores[trial.spec.key()] = trial.score if trial.ok else None
+        self.trial_ids[trial.spec.key()] = trial.id
 
     # --- config and state --------------------------------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_trials": self.num_trials, "fidelity": self.fidelity,
-                "max_rejections": self.max_rejections}
+        config = {"num_trials": self.num_trials, "fidelity": self.fidelity,
+                  "max_rejections": self.max_rejections}
+        if self.start is not None:  # absent otherwise: older searches' configs still match
+            config["start"] = self.start.to_dict()
+        return config
 
     def _state(self) -> dict[str, Any]:
         return {"asked": self.asked, "restarts": self.restarts, "scores": dict(self.scores),
+                "trial_ids": dict(self.trial_ids), "started": self.started,
                 "seen": list(self._seen), "incumbent": self.incumbent, "queue": list(self.queue),
                 "neighbourhood": list(self.neighbourhood)}
 
@@ -222,6 +261,9 @@ class LocalSearch(TrialBudget, Strategy):
         self.asked = int(state["asked"])
         self.restarts = int(state["restarts"])
         self.scores = {str(k): (None if v is None else float(v)) for k, v in state["scores"].items()}
+        # Absent from states saved before neighbours named their parent's trial id.
+        self.trial_ids = {str(k): int(v) for k, v in state.get("trial_ids", {}).items()}
+        self.started = bool(state.get("started", True))
         self._seen = [str(k) for k in state["seen"]]
         self._seen_set = set(self._seen)
         self.incumbent = None if state["incumbent"] is None else dict(state["incumbent"])

@@ -4,7 +4,8 @@ MIT-LL names it as a technique worth about 2 points that its search did not use.
 trial trained with ``KerasEvaluator(inherit_weights=True)`` saves its weights to
 ``weights.npz`` in its trial directory (plain arrays, read with ``allow_pickle=False``: no
 code runs on load), and a candidate whose ``info`` names a ``"parent"`` trial id (Monte
-Carlo's adaptive and full steps, evolution's mutations) starts from them:
+Carlo's adaptive and full steps, evolution's mutations, local search's neighbours) starts
+from them:
 
 * a layer whose name (layers are named by position, ``conv_3``, ``fc_0``) and weight shapes
   match the parent's is copied whole: an identical child starts exactly where its parent

@@ -8,9 +8,11 @@ import pytest
 
 import keras_cnas as cnas
 from keras_cnas.costs import Constraints
+from keras_cnas.engine.benas import BEnasSearch
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.spaces import DescriptorSpace, EnasCellSpace
-from keras_cnas.training import BEnasConfig, BEnasSearch, KerasEvaluator
+from keras_cnas.strategies import BEnasConfig
+from keras_cnas.training import KerasEvaluator
 
 SMALL = dict(child_steps=3, batch_size=32, controller_samples=3, select_samples=3, final_layers=3,
              lstm_size=8)

@@ -201,7 +201,7 @@ REPORT = [
     (["--search_dir={bad}/search", "stray"], USAGE, "stray"),
 ]
 
-S = ["--max_trials=1", "--num_random=1", "--num_adaptive=0", "--num_full=0", "--traction_epochs=1"]
+S = ["--strategy=random", "--max_trials=1", "--traction_epochs=1"]
 SEARCH = [
     ([], USAGE, "--search_dir"),
     (["--search_dir="], USAGE, "--search_dir"),
@@ -248,8 +248,17 @@ SEARCH = [
      "--data_dir"),
     (["--search_dir={tmp}/s", "--dataset=cifar10", "--data_dir={bad}/a_dir"], ERROR, "--data_dir"),
     (["--search_dir={tmp}/s", "--lr_decay_epochs=a,b"], USAGE, "--lr_decay_epochs"),
-    (["--search_dir={tmp}/s", "--penalty_bounds=oops"], USAGE, "--penalty_bounds"),
-    (["--search_dir={tmp}/s", "--penalty_bounds=train_seconds=-1"], USAGE, "--penalty_bounds"),
+    (["--search_dir={tmp}/s", "--strategy=reinforce", "--penalty_bounds=oops"], USAGE,
+     "--penalty_bounds"),
+    (["--search_dir={tmp}/s", "--strategy=reinforce", "--penalty_bounds=train_seconds=-1"], USAGE,
+     "--penalty_bounds"),
+    # another strategy's flag, set explicitly, would be silently ignored
+    (["--search_dir={tmp}/s", "--strategy=random", "--num_full=3"], USAGE,
+     "--num_full only applies to --strategy=montecarlo"),
+    (["--search_dir={tmp}/s", "--population_size=10"], USAGE,
+     "--population_size only applies to --strategy=evolution"),
+    (["--search_dir={tmp}/s", "--strategy=evolution", "--alpha=0.2"], USAGE,
+     "--strategy=benas or --strategy=reinforce"),
     (["--search_dir={tmp}/s", "--runner=inprocess", "--workers=2"], USAGE, "--workers"),
     (["--search_dir={tmp}/s", "--ray_address=auto"], USAGE, "--ray_address"),
     (["--search_dir={tmp}/s", "--space=blockset", "--stage_positions=1,2"], USAGE,
@@ -264,7 +273,7 @@ SEARCH = [
     (["--search_dir={tmp}/s", "--learning_rate=0"], USAGE, "--learning_rate"),
     (["--search_dir={tmp}/s", "--momentum=2"], USAGE, "--momentum"),
     (["--search_dir={tmp}/s", "--max_train_examples=0"], USAGE, "--max_train_examples"),
-    (["--search_dir={tmp}/s", "--num_random=-1"], USAGE, "--num_random"),
+    (["--search_dir={tmp}/s", "--strategy=montecarlo", "--num_random=-1"], USAGE, "--num_random"),
     (["--search_dir={tmp}/s", "--width_multiplier=0"], USAGE, "--width_multiplier"),
     (["--search_dir={tmp}/s", "--max_stride=0"], USAGE, "--max_stride"),
     (["--search_dir={tmp}/s", "--max_stride=two"], USAGE, "--max_stride"),
@@ -350,8 +359,7 @@ CASES = [(tool, i) for tool, cases in BINARIES.items() for i in range(len(cases)
 
 #: First on every search command line (a case's own flags come later and win): should a
 #: case be accepted after all, its search is one tiny trial, not the default's hours.
-SAFE_SEARCH = ["--max_trials=1", "--num_random=1", "--num_adaptive=0", "--num_full=0",
-               "--traction_epochs=1", "--full_epochs=1", "--max_conv_layers=1",
+SAFE_SEARCH = ["--max_trials=1", "--traction_epochs=1", "--full_epochs=1", "--max_conv_layers=1",
                "--max_fc_layers=0", "--max_filters=2"]
 
 
@@ -426,7 +434,7 @@ def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path, sig, code):
     search_dir = tmp_path / "s"
     proc = subprocess.Popen(
         [sys.executable, str(TOOLS / "search.py"), f"--search_dir={search_dir}",
-         "--num_random=50", "--num_adaptive=0", "--num_full=0", "--traction_epochs=1",
+         "--strategy=random", "--max_trials=50", "--traction_epochs=1",
          "--max_conv_layers=1", "--max_fc_layers=0", "--max_filters=4", "--nofinalize"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # As a terminal would: a test run started in the background by a non-interactive

@@ -250,6 +250,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = {name: FLAGS[name].value for name in sorted(set(FLAGS) - _ABSL_FLAGS)}
+    given = {name for name in values if FLAGS[name].present}  # set on the command line
+    cli.refuse_foreign_strategy_flags(FLAGS.strategy, given)
     try:  # before any work: an empty, ".", home or root --search_dir is a usage error
         search_dir = cnas.engine.search_dir.check_path(FLAGS.search_dir)
     except cnas.engine.SearchDirError as e:
@@ -273,7 +275,6 @@ def main(argv):
     except ValueError as e:  # e.g. --max_arena_bytes without tflite-micro installed
         raise app.UsageError(str(e)) from None
     # A budget and no space bound flags: the space is sized from the budget (cli/sized.py).
-    given = {name for name in values if FLAGS[name].present}
     sized = sized_space(FLAGS.space, data.input_shape, data.num_classes, constraints, given,
                         evaluator.export_target,
                         {name: values[name] for name in RESIDUAL_FLAGS if name in given})

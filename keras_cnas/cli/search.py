@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from absl import app
 
@@ -298,6 +298,24 @@ def strategy_kwargs(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
         return cls.flag_arguments(flags)
     except ValueError as e:
         raise app.UsageError(f"--{e}") from None
+
+
+def refuse_foreign_strategy_flags(name: str, given: Collection[str]) -> None:
+    """Refuses a strategy flag the user set (``given``: the flags on the command line) that
+    strategy ``name`` does not use: it would be silently ignored.
+
+    Example:
+        >>> refuse_foreign_strategy_flags("montecarlo", {"num_random", "max_trials"})
+        >>> refuse_foreign_strategy_flags("random", {"num_full"})
+        Traceback (most recent call last):
+        ...
+        absl.app.UsageError: --num_full only applies to --strategy=montecarlo, got --strategy=random; drop --num_full or pass --strategy=montecarlo
+    """
+    for flag, owners in strategy_flags().values():
+        if flag.name in given and name in STRATEGIES.names() and name not in owners:
+            choices = " or ".join(f"--strategy={owner}" for owner in owners)
+            raise app.UsageError(f"--{flag.name} only applies to {choices}, got --strategy="
+                                 f"{name}; drop --{flag.name} or pass {choices}")
 
 
 def make_strategy(name: str, space: Space, flags: Mapping[str, Any]) -> Any:

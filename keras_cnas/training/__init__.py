@@ -31,10 +31,6 @@ _LAZY = {
     "TractionCallback": "keras_cnas.training.callbacks",
     "TrialTimeLimit": "keras_cnas.training.callbacks",
     "RewardPenalty": "keras_cnas.training.reward",
-    # B-ENAS moved to strategies.benas (its config) and engine.benas (its driver, which runs
-    # the engine's loop); these names stay for code written against keras_cnas.training.
-    "BEnasConfig": "keras_cnas.strategies.benas",
-    "BEnasSearch": "keras_cnas.engine.benas",
     "SharedCellSupernet": "keras_cnas.training.supernet",
     "Ensemble": "keras_cnas.training.ensemble",
     "majority_vote": "keras_cnas.training.ensemble",
@@ -45,7 +41,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
-    "BEnasConfig", "BEnasSearch", "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
+    "DIRECTIONS", "EVALUATORS", "REGULARIZERS", "TABULAR_BENCHMARKS", "DataSource", "Ensemble",
     "Evaluator", "Fidelity", "KerasEvaluator", "Measurement", "NanGuard", "OptimizerRecipe", "RCAS_RECIPE", "RewardPenalty", "SharedCellSupernet", "TabularBenchmark", "TabularEvaluator",
     "TractionCallback", "TrialTimeLimit", "load_npz", "load_table",
     "majority_vote", "save_npz", "tabular_problem",

@@ -21,7 +21,7 @@ epochs); say so wherever the figures are quoted.
 
 Usage (from the repo root):
     nice -n 10 python benchmarks/real_task.py --data_dir=../shared/data/cifar10-jpeg \\
-        --train_examples=2000 --trials=6 --epochs=4
+        --train_examples=5000 --trials=12 --traction_epochs=3 --search_epochs=6 --epochs=10
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ SEEDS = {"resnet8": lambda: reference.resnet_cifar_descriptor(8)}
 
 
 def seeded_space(sized, seed) -> DescriptorSpace:
-    """The sized space widened just enough to hold ``seed`` (ResNet-8 has 7 conv layers;
-    the sizing ladder may stop at 6)."""
+    """The sized space widened just enough to hold ``seed`` (the sizer ranks spaces as deep
+    as ResNet-8 first, so under ResNet-8's own budget this is the sized space itself)."""
     config = sized.space.get_config()
     config["max_conv_layers"] = max(config["max_conv_layers"], len(seed.conv_layers))
     config["max_filters"] = max([config["max_filters"]] + [c.n_filters for c in seed.conv_layers])

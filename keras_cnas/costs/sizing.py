@@ -8,7 +8,10 @@ whose random samples are feasible at least ``min_share`` of the time, all priced
 :class:`~keras_cnas.costs.Pricer` (analytic and deployment costs, no training).
 
 * descriptor: a residual space (strided convs, skips of up to 2 layers, global pooling, at
-  most one hidden fc layer) with ``(max_filters, max_conv_layers)`` stepping down;
+  most one hidden fc layer) with ``(max_filters, max_conv_layers)`` stepping down, spaces
+  at least as deep as the field's small reference networks (``REFERENCE_DEPTH``: ResNet-8's
+  seven conv layers) first, so that under a budget a reference meets, the reference is a
+  point of the sized space; shallower spaces only when no deep one reaches ``min_share``;
 * block-set: MobileNetV2's skeleton with width multipliers 1.0 down to 0.1, fewer positions
   per stage and a narrower head.
 
@@ -43,7 +46,11 @@ from keras_cnas.spaces.descriptor import ConvLayer, Descriptor, DescriptorSpace
 MIN_SHARE = 0.3
 #: Descriptor ladder, largest first.
 DESCRIPTOR_FILTERS = (128, 96, 64, 48, 32, 24, 16, 12, 8)
-DESCRIPTOR_LAYERS = (12, 10, 8, 6, 4, 3, 2)
+DESCRIPTOR_LAYERS = (12, 10, 8, 7, 6, 4, 3, 2)
+#: Conv layers of the field's small residual references (ResNet-8: a stem and three
+#: two-conv blocks). Ranking width above depth sized ResNet-8's own budget to 128 filters
+#: and 6 layers, a space without ResNet-8 whose best searched networks lost to it.
+REFERENCE_DEPTH = 7
 #: Block-set ladder, largest first.
 WIDTH_MULTIPLIERS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
 STAGE_POSITIONS = (DEFAULT_STAGE_POSITIONS, (1, 2, 3, 4, 3, 3, 1), (1, 1, 2, 2, 2, 2, 1),
@@ -102,7 +109,7 @@ def descriptor_space_for_budget(constraints: Constraints, input_shape: Sequence[
 
     def candidates() -> Iterable[tuple[dict[str, Any], Space]]:
         ladder = sorted(itertools.product(DESCRIPTOR_FILTERS, DESCRIPTOR_LAYERS),
-                        key=lambda fl: -fl[0] ** 2 * fl[1])
+                        key=lambda fl: (fl[1] < REFERENCE_DEPTH, -fl[0] ** 2 * fl[1]))
         for filters, layers in ladder:
             settings = {"max_filters": filters, "max_conv_layers": layers}
             yield settings, DescriptorSpace(
@@ -178,5 +185,5 @@ def _infeasible(pricer: Pricer, spec: Spec, what: str) -> InfeasibleConstraintsE
         "smaller input")
 
 
-__all__ = ["MIN_SHARE", "SizedSpace", "blockset_space_for_budget", "descriptor_space_for_budget",
+__all__ = ["MIN_SHARE", "REFERENCE_DEPTH", "SizedSpace", "blockset_space_for_budget", "descriptor_space_for_budget",
            "feasible_share"]

@@ -5,7 +5,8 @@ a MobileNetV2-style network, ``reference.mobilenet_v2(alpha)`` at 32x32) the bud
 reference's own int8 TFLite Micro arena, flatbuffer size and MAdds, priced by our cost model
 (``costs.Pricer``: the arena equals TFLite Micro's byte for byte, the flash the flatbuffer's
 length). Under that budget a Monte Carlo search runs on the residual descriptor
-space sized for it (``DescriptorSpace.for_budget``), once without and once with weight
+space sized for it (``DescriptorSpace.for_budget``), each random sample the one of
+``--draws`` feasible draws that uses most of the budget (``MonteCarlo(draws=...)``), once without and once with weight
 inheritance (``KerasEvaluator(inherit_weights=True)``). Where the reference is itself a
 residual descriptor (ResNet-8: ``reference.resnet_cifar_descriptor(8)``), a second pair of
 searches is *seeded* with it: local search (``LocalSearch(start=...)``) climbs from the
@@ -50,6 +51,8 @@ flags.DEFINE_integer("train_examples", 2000, "Training examples (a stratified su
                      lower_bound=100)
 flags.DEFINE_integer("trials", 6, "Trials per search (Monte Carlo: half random, then adaptive, "
                      "one full).", lower_bound=3)
+flags.DEFINE_integer("draws", 16, "Monte Carlo's random samples: the feasible draw of this many "
+                     "that uses most of the budget (1: plain samples, runs 1-4).", lower_bound=1)
 flags.DEFINE_integer("traction_epochs", 1, "Epochs of a traction trial.", lower_bound=1)
 flags.DEFINE_integer("search_epochs", 3, "Most epochs of a full-fidelity trial.", lower_bound=1)
 flags.DEFINE_integer("epochs", 4, "Epochs of the final training, the same for every network.",
@@ -106,7 +109,8 @@ def search(data, budget: Constraints, inherit: bool, workdir: pathlib.Path, seed
     if seed is None:
         random = FLAGS.trials // 2
         strategy = cnas.strategies.MonteCarlo(num_random=random,
-                                              num_adaptive=FLAGS.trials - random - 1, num_full=1)
+                                              num_adaptive=FLAGS.trials - random - 1, num_full=1,
+                                              draws=FLAGS.draws)
     else:
         space = seeded_space(sized, seed)
         strategy = cnas.strategies.LocalSearch(FLAGS.trials, start=seed)
@@ -179,7 +183,7 @@ def main(argv):
                   "trials inherited weights)")
     print(f"total wall time {time.perf_counter() - started:.0f} s")
     print(json.dumps({"rows": rows, "flags": {k: FLAGS[k].value for k in (
-        "train_examples", "trials", "traction_epochs", "search_epochs", "epochs", "mobilenet_alpha",
+        "train_examples", "trials", "draws", "traction_epochs", "search_epochs", "epochs", "mobilenet_alpha",
         "seed", "seeded")}}))
 
 

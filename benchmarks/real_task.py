@@ -4,17 +4,17 @@ For each reference network (an MLPerf-Tiny-style ResNet-8, ``reference.resnet_ci
 a MobileNetV2-style network, ``reference.mobilenet_v2(alpha)`` at 32x32) the budget is the
 reference's own int8 TFLite Micro arena, flatbuffer size and MAdds, priced by our cost model
 (``costs.Pricer``: the arena equals TFLite Micro's byte for byte, the flash the flatbuffer's
-length). Under that budget a Monte Carlo search runs on the residual descriptor
-space sized for it (``DescriptorSpace.for_budget``), each random sample the one of
-``--draws`` feasible draws that uses most of the budget (``MonteCarlo(draws=...)``), once without and once with weight
-inheritance (``KerasEvaluator(inherit_weights=True)``). Where the reference is itself a
-residual descriptor (ResNet-8: ``reference.resnet_cifar_descriptor(8)``), a second pair of
+length). Under that budget a Monte Carlo search runs on the residual descriptor space sized
+for it (``DescriptorSpace.for_budget``), each random sample the one of ``--draws`` feasible
+draws that uses most of the budget (``MonteCarlo(draws=...)``), once without and once with
+weight inheritance (``KerasEvaluator(inherit_weights=True)``). Where the reference is itself
+a residual descriptor (ResNet-8: ``reference.resnet_cifar_descriptor(8)``), a second pair of
 searches is *seeded* with it: local search (``LocalSearch(start=...)``) climbs from the
 reference through its one-decision neighbours, all at full fidelity, on the sized space
 widened just enough to hold the reference (``--seeded``; its rows say "seeded"). With
-inheritance, each neighbour starts from its incumbent's trained weights. The references and each search's best
-are then trained with the same recipe for the same epochs on train + validation
-(``KerasEvaluator.finalize``) and tested on the full CIFAR-10 test set.
+inheritance, each neighbour starts from its incumbent's trained weights. The references and
+each search's best are then trained with the same recipe for the same epochs on train +
+validation (``KerasEvaluator.finalize``) and tested on the full CIFAR-10 test set.
 
 Prints, side by side: test accuracy, arena, flash, MAdds, params, trials trained and wall time
 per row, and one JSON line. The scale is CPU-sized (a subset of the training images, a few
@@ -183,8 +183,8 @@ def main(argv):
                   "trials inherited weights)")
     print(f"total wall time {time.perf_counter() - started:.0f} s")
     print(json.dumps({"rows": rows, "flags": {k: FLAGS[k].value for k in (
-        "train_examples", "trials", "draws", "traction_epochs", "search_epochs", "epochs", "mobilenet_alpha",
-        "seed", "seeded")}}))
+        "train_examples", "trials", "draws", "traction_epochs", "search_epochs", "epochs",
+        "mobilenet_alpha", "seed", "seeded")}}))
 
 
 if __name__ == "__main__":

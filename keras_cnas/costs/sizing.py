@@ -8,7 +8,8 @@ whose random samples are feasible at least ``min_share`` of the time, all priced
 :class:`~keras_cnas.costs.Pricer` (analytic and deployment costs, no training).
 
 * descriptor: a residual space (strided convs, skips of up to 2 layers, global pooling, at
-  most one hidden fc layer; no max-pools, the convs' strides downsample, as in ResNets) with ``(max_filters, max_conv_layers)`` stepping down, spaces
+  most one hidden fc layer; no max-pools, the convs' strides downsample, as in ResNets) with
+  ``(max_filters, max_conv_layers)`` stepping down, spaces
   at least as deep as the field's small reference networks (``REFERENCE_DEPTH``: ResNet-8's
   seven conv layers) first, so that under a budget a reference meets, the reference is a
   point of the sized space; shallower spaces only when no deep one reaches ``min_share``;

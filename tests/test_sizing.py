@@ -11,7 +11,8 @@ import pytest
 
 from keras_cnas.cli.sized import sized_space
 from keras_cnas.costs import Constraints, Pricer, estimate
-from keras_cnas.costs.sizing import blockset_space_for_budget, descriptor_space_for_budget, feasible_share
+from keras_cnas.costs.sizing import (REFERENCE_DEPTH, blockset_space_for_budget,
+                                     descriptor_space_for_budget, feasible_share)
 from keras_cnas.devices import get_device
 from keras_cnas.errors import InfeasibleConstraintsError
 from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, reference
@@ -42,8 +43,19 @@ def test_the_default_spaces_do_not_fit_a_resnet8_budget_and_the_sized_ones_do():
     assert feasible_share(DescriptorSpace(CIFAR, 10), Pricer(RESNET8), 200) < 0.1
     assert BlockSetSpace.for_budget(RESNET8, CIFAR, 10).skeleton.stem_filters < 32
     assert DescriptorSpace.for_budget(RESNET8, CIFAR, 10).max_skip_span == 2
-    # ResNet-8 itself is a point of the sized descriptor space's kind.
-    assert Pricer(RESNET8).check(reference.resnet_cifar_descriptor(8))
+    # ResNet-8 meets its own budget, and the sized space holds it: the sizer ranks spaces
+    # as deep as the field's references (REFERENCE_DEPTH conv layers) first.
+    resnet8 = reference.resnet_cifar_descriptor(8)
+    assert Pricer(RESNET8).check(resnet8)
+    assert DescriptorSpace.for_budget(RESNET8, CIFAR, 10).contains(resnet8)
+
+
+def test_a_deep_space_wins_over_a_wider_shallow_one_and_shallow_ones_remain_a_fallback():
+    deep = descriptor_space_for_budget(RESNET8, CIFAR, 10)
+    assert deep.space.max_conv_layers >= REFERENCE_DEPTH and deep.share >= 0.3
+    # A budget no deep space meets at 30 % of samples: a shallower space still gets sized.
+    shallow = descriptor_space_for_budget(Constraints(max_params=300), CIFAR, 10)
+    assert shallow.space.max_conv_layers < REFERENCE_DEPTH and shallow.share >= 0.3
 
 
 def test_an_impossible_budget_says_so():

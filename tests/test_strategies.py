@@ -695,3 +695,24 @@ def test_evolution_samples_at_random_while_the_population_is_still_running():
     assert [c.phase for c in batch] == ["random"] * 5
     assert [c.info for c in batch[3:]] == [
         {"move": "random", "reason": "no completed trial in the population yet"}] * 2
+
+
+def test_montecarlo_draws_trains_the_random_draw_that_uses_most_of_the_budget():
+    from keras_cnas.strategies._common import budget_use
+
+    space = DescriptorSpace((32, 32, 3), 10, max_conv_layers=8, max_filters=64, max_stride=2,
+                            max_skip_span=2, global_pool=True, max_pool=1, max_subsample=1)
+    budget = Constraints(max_params=80_000, max_madds=12_500_000)
+
+    def uses(draws: int) -> list[float]:
+        strategy = MonteCarlo(num_random=12, num_adaptive=0, num_full=0, draws=draws)
+        strategy.setup(SearchContext(space, budget, estimate), seed=3)
+        specs = [strategy.ask().spec for _ in range(12)]
+        assert len({s.key() for s in specs}) == 12 and all(strategy.feasible(s) for s in specs)
+        return [budget_use(estimate(s).as_dict(), budget) for s in specs]
+
+    plain, fullest = uses(1), uses(16)
+    assert np.mean(fullest) > 2 * np.mean(plain)
+    assert MonteCarlo(draws=16).get_config()["draws"] == 16
+    with pytest.raises(ValueError, match="draws: expected an integer >= 1, got 0"):
+        MonteCarlo(draws=0)

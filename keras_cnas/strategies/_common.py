@@ -57,6 +57,34 @@ def sample_unseen(strategy: Strategy, seen: Container[str],
     return None
 
 
+def budget_use(costs: Mapping[str, float], constraints: Any) -> float:
+    """How much of its tightest-used bound a spec takes: the least ``cost / bound`` over the
+    bounded costs that ``costs`` prices (0.0 with no bound priced).
+
+    Example:
+        >>> from keras_cnas.costs import Constraints
+        >>> budget_use({"params": 50, "madds": 10}, Constraints(max_params=100, max_madds=100))
+        0.1
+    """
+    uses = [costs[name] / bound for name, bound in constraints.bounds.items()
+            if costs.get(name) is not None and bound > 0]
+    return min(uses) if uses else 0.0
+
+
+def sample_fullest(strategy: Strategy, seen: Container[str], draws: int) -> Spec | None:
+    """Of ``draws`` feasible unseen random specs, the one that uses most of the budget
+    (:func:`budget_use`); ``draws=1`` is a plain :func:`sample_unseen`. Pricing is cached and
+    needs no training, so this is a zero-cost prior: under a budget the networks that use
+    more of it tend to train to higher accuracy (docs/results.md, real_task)."""
+    context = strategy.context
+    specs = [spec for spec in (sample_unseen(strategy, seen) for _ in range(draws))
+             if spec is not None]
+    if not specs:
+        return None
+    return max(specs, key=lambda spec: budget_use(context.pricer.check(spec).costs,
+                                                  context.constraints))
+
+
 def probe_costs(context: Any) -> dict[str, Any]:
     """The cost names (and values) the search's cost function reports for a random spec;
     empty for a space without costs (a plain ``CategoricalSpace``). A throwaway RNG keeps

@@ -35,6 +35,7 @@ from keras_cnas.strategies._common import (
     check_count,
     check_probability,
     exhausted_reason,
+    sample_fullest,
     sample_unseen,
     split_budget,
 )
@@ -63,6 +64,9 @@ class MonteCarlo(Strategy):
             than scaling a coordinate (descriptor space only).
         max_move_tries: moves tried per ask before falling back to a random sample.
         max_rejections: infeasible proposals in a row after which the search stops.
+        draws: each random sample is, of ``draws`` feasible unseen draws, the one that uses
+            most of the budget (the least ``cost / bound`` over the bounded costs, priced,
+            not trained); 1 is the paper's plain constrained sample.
 
     ``Candidate.info`` records each step, e.g. ``{"move": "scale", "coordinate":
     "conv_layers[2].n_filters", "alpha": 1.5, "parent": 17}``, with ``"repeat": True``
@@ -93,11 +97,13 @@ class MonteCarlo(Strategy):
         StrategyFlag("num_adaptive", 50, "Adaptive samples at traction (paper: 50).", low=0),
         StrategyFlag("num_full", 20, "Adaptive samples trained fully (paper: 20).", low=0),
         StrategyFlag("n_best", 1, "Move from one of the N best (§3.5).", low=1),
+        StrategyFlag("draws", 1, "Each random sample: of this many feasible draws, the one "
+                     "using most of the budget (1: the paper's plain sample).", low=1),
     )
 
     def __init__(self, num_random: int = 50, num_adaptive: int = 50, num_full: int = 20, *,
                  n_best: int = 1, meta_probability: float = 0.2, max_move_tries: int = 100,
-                 max_rejections: int = 2000):
+                 max_rejections: int = 2000, draws: int = 1):
         super().__init__(max_rejections=max_rejections)
         self.num_random = check_count("num_random", num_random, 0)
         self.num_adaptive = check_count("num_adaptive", num_adaptive, 0)
@@ -109,6 +115,7 @@ class MonteCarlo(Strategy):
         self.n_best = check_count("n_best", n_best, 1, "1 is plain coordinate descent")
         self.meta_probability = check_probability("meta_probability", meta_probability)
         self.max_move_tries = check_count("max_move_tries", max_move_tries, 1)
+        self.draws = check_count("draws", draws, 1, "1 is the paper's plain random sample")
         self._moveset: MoveSet | None = None
         self._reset()
 
@@ -180,7 +187,10 @@ class MonteCarlo(Strategy):
 
     def _random_candidate(self, phase: str, fidelity: str,
                           info: Mapping[str, Any]) -> Candidate | None:
-        spec = sample_unseen(self, self._seen_sets[fidelity])
+        # Pricing is free next to training: with draws > 1, train the draw that uses most
+        # of the budget (random samples of a residual space mostly use a few % of it).
+        spec = (sample_unseen(self, self._seen_sets[fidelity]) if self.draws == 1
+                else sample_fullest(self, self._seen_sets[fidelity], self.draws))
         return None if spec is None else Candidate(spec, fidelity, phase, dict(info))
 
     def _reevaluate(self) -> Candidate | None:
@@ -305,7 +315,7 @@ class MonteCarlo(Strategy):
         return {"num_random": self.num_random, "num_adaptive": self.num_adaptive,
                 "num_full": self.num_full, "n_best": self.n_best,
                 "meta_probability": self.meta_probability, "max_move_tries": self.max_move_tries,
-                "max_rejections": self.max_rejections}
+                "max_rejections": self.max_rejections, "draws": self.draws}
 
     def _state(self) -> dict[str, Any]:
         return {"asked": self.asked, "failed": self.failed,

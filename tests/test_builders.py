@@ -32,8 +32,8 @@ def _check_random_specs(space, count):
         assert_costs_exact(space.sample(rng))
 
 
-# 60 specs of each space in the default suite; the slow suite checks 200 (the first 60 the same).
-SPEC_COUNTS = [60, pytest.param(200, marks=pytest.mark.slow)]
+# 30 specs of each space in the default suite; the slow suite checks 200 (the first 30 the same).
+SPEC_COUNTS = [30, pytest.param(200, marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("count", SPEC_COUNTS)

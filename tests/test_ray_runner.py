@@ -102,6 +102,8 @@ def test_a_ray_search_resumes_to_exactly_the_requested_trials(tmp_path, local_ra
     assert [t.to_dict() for t in resumed.trials[:4]] == [t.to_dict() for t in first.trials]
 
 
+# End to end on a real local Ray cluster (~1-2 min on 2 cores): `make test-all`.
+@pytest.mark.slow
 def test_killing_workers_mid_trial_loses_nothing_finished(tmp_path, local_ray):
     """Trial A's worker is killed twice (FAILED: re-queued once, then given up), trial B's
     once (re-queued, then COMPLETED); the trials finished before the kills are untouched.
@@ -179,6 +181,8 @@ def test_a_node_without_the_data_cache_fetches_it_from_the_object_store(tmp_path
     assert localize(task, shipped, cache_dir=tmp_path / "node") == task
 
 
+# End to end on a real local Ray cluster (~1-2 min on 2 cores): `make test-all`.
+@pytest.mark.slow
 def test_tools_search_runs_trials_on_ray(tmp_path, local_ray):
     address = ray.get_runtime_context().gcs_address
     search_dir = tmp_path / "run"

@@ -332,6 +332,13 @@ def _mean_prepare(p: _Prepare) -> None:
         p.temp_output(0)
 
 
+def _concatenation_prepare(p: _Prepare) -> None:
+    # ConcatenationPrepare: the first input and the output, then each input again.
+    p.temp_input(0), p.temp_output(0)
+    for k in range(len(p.op.inputs)):
+        p.temp_input(k)
+
+
 _KERNELS: dict[str, _Kernel] = {
     "CONV_2D": _Kernel((28, 4), 80, _conv_like_prepare(0)),
     "DEPTHWISE_CONV_2D": _Kernel((28, 4), 80, _conv_like_prepare(3)),
@@ -344,6 +351,15 @@ _KERNELS: dict[str, _Kernel] = {
     "MEAN": _Kernel((1, 1), 44, _mean_prepare),
     "QUANTIZE": _Kernel(None, 32, _first_input_then_output),
     "DEQUANTIZE": _Kernel(None, 32, _first_input_then_output),
+    # The ENAS cell's (costs/enas_graph.py): sizeof ReluOpData 28, PadParams + zero point
+    # 56, StridedSliceParams 84, OpDataMul 36, concatenation's OpData 80 (its params and
+    # ten compression scratch indices); TfLiteStridedSliceParams 24, TfLiteMulParams 4,
+    # TfLiteConcatenationParams 8 (RELU and PAD parse no options).
+    "RELU": _Kernel(None, 28, _inputs_then_output),
+    "PAD": _Kernel(None, 56, _inputs_then_output),
+    "STRIDED_SLICE": _Kernel((24, 4), 84, _inputs_then_output),
+    "MUL": _Kernel((4, 4), 36, _inputs_then_output),
+    "CONCATENATION": _Kernel((8, 4), 80, _concatenation_prepare),
 }
 
 #: Operators whose arena use the replay models exactly.

@@ -125,12 +125,15 @@ class ModelView:
         num_bytes: the size of the flatbuffer (0 for a graph derived from a spec).
         output_name: the serving signature's output name (the Keras output layer's), when
             known.
+        shared_buffers: constant tensors (of the first subgraph) whose data equals an earlier
+            constant's: the converter stores it once and leaves their own buffers empty.
     """
 
     subgraphs: tuple[Subgraph, ...]
     metadata: tuple[str, ...]
     num_bytes: int
     output_name: str = ""
+    shared_buffers: frozenset[int] = frozenset()
 
     @property
     def main(self) -> Subgraph:

@@ -645,6 +645,8 @@ def packed_model(graph: ModelView) -> PackedModel:
             activations.append(t)
     shape_operands.reverse()
     weights.reverse()
+    if graph.constant_order:
+        shape_operands, weights = [], [tensors[k] for k in graph.constant_order]
     packed, buffers = [], [None]
     cache, prod, sizes = _PACKED_TENSORS, math.prod, TYPE_SIZES
     shared = graph.shared_buffers

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 from keras_cnas.spaces.enas_cell import OPS
@@ -202,8 +203,45 @@ def enas_graph(spec, g) -> Any:
             emit.layer(i)
     emit.name_constants()
     x = emit.tensor[canon[head]]
-    return g.classifier(g.global_average_pool(x, name=f"{_NET}global_pool/Mean"),
+    view = g.classifier(g.global_average_pool(x, name=f"{_NET}global_pool/Mean"),
                         spec.num_classes, _NET[:-1])
+    groups = [tensors for key, (_, *tensors) in emit.unnamed.items() if key[0] == "zeros"]
+    return dataclasses.replace(view, constant_order=_constant_order(view.main, groups))
+
+
+def _constant_order(sg, zero_groups: list[list[int]]) -> tuple[int, ...]:
+    """The constants in the converter's file order: the unquantized int32 operands by
+    their first reader, then the rest by their readers from the last op back (a reader's
+    operands last first: a bias before its weights); the zero biases of one channel count
+    sit together where the first of them is read."""
+    tensors = sg.tensors
+    group_of = {t: group for group in zero_groups for t in group}
+    shape_operands: list[int] = []
+    for op in sg.operators:
+        for k in op.inputs:
+            t = tensors[k]
+            if t.is_constant and not t.num_scales and t.dtype == "INT32" and k not in shape_operands:
+                shape_operands.append(k)
+    first_reader = {}
+    for op in sg.operators:
+        for k in op.inputs:
+            group = group_of.get(k)
+            if group is not None:
+                first_reader.setdefault(id(group), op.index)
+    placed = set(shape_operands)
+    rest: list[int] = []
+    for op in reversed(sg.operators):
+        for k in reversed(op.inputs):
+            if k in placed or not tensors[k].is_constant:
+                continue
+            group = group_of.get(k)
+            if group is None:
+                rest.append(k)
+                placed.add(k)
+            elif first_reader[id(group)] == op.index:
+                rest.extend(group)
+                placed.update(group)
+    return tuple(shape_operands + rest)
 
 
 class _Emitter:
@@ -217,7 +255,7 @@ class _Emitter:
         # The converter's unnamed constants ("arith.constant<k>"): per constant of the float
         # graph, (the op that first reads it, its operand slot) and its tensors (an int8
         # graph quantizes a zero bias per use).
-        self._unnamed: dict[Any, list] = {}
+        self.unnamed: dict[Any, list] = {}
 
     def _input(self, layer: _Layer, k: int = 0) -> int:
         return self.tensor[self.canon[layer.inputs[k]]]
@@ -231,9 +269,9 @@ class _Emitter:
         return 1 if i in self.fused else 0  # RELU
 
     def _note(self, key: Any, tensor: int, slot: int = 0) -> int:
-        entry = self._unnamed.get(key)
+        entry = self.unnamed.get(key)
         if entry is None:
-            self._unnamed[key] = [(len(self.g.operators), slot), tensor]
+            self.unnamed[key] = [(len(self.g.operators), slot), tensor]
         elif tensor not in entry:
             entry.append(tensor)
         return tensor
@@ -264,7 +302,7 @@ class _Emitter:
         biases of one channel count, and the strided slice's ``end`` (four int32 zeros)
         with a 4-channel zero bias."""
         g = self.g
-        ranked = sorted(self._unnamed.items(), key=lambda kv: (-kv[1][0][0], kv[1][0][1]))
+        ranked = sorted(self.unnamed.items(), key=lambda kv: (-kv[1][0][0], kv[1][0][1]))
         zeros: dict[int, list[int]] = {}  # bytes -> tensors of zeros
         for k, (key, (_, *tensors)) in enumerate(ranked):
             base = f"arith.constant{k or ''}"

@@ -250,6 +250,7 @@ class _Emitter:
     def __init__(self, g, layers: list[_Layer], canon: list[int], fused: dict[int, int]):
         self.g, self.layers, self.canon, self.fused = g, layers, canon, fused
         self.tensor: dict[int, int] = {}
+        self.shifts = sum(layer.kind == "pad" for layer in layers)  # in the Keras model
         self._zero_biases: dict[int, int] = {}  # float32: one per channel count
         self._shift: tuple[int, tuple[int, int, int]] | None = None  # PAD / SLICE operands
         # The converter's unnamed constants ("arith.constant<k>"): per constant of the float
@@ -283,11 +284,22 @@ class _Emitter:
             bias = self._zero_biases[channels] = g.constant((channels,), "bias")
         return self._note(("zeros", channels), bias)
 
-    def _shift_operands(self, slice_operands: bool) -> Any:
+    def _shift_operands(self, slice_operands: bool, scope: str) -> Any:
+        """The PAD's (or the STRIDED_SLICE's) constant operands. One pixel shift in the
+        model keeps TensorFlow's names for them; the equal constants of several are merged
+        into one unnamed constant each."""
+        g = self.g
         if self._shift is None:
-            g = self.g
             self._shift = (g.constant((4, 2), "int32"),
                            tuple(g.constant((4,), "int32") for _ in range(3)))
+        if self.shifts == 1:
+            if not slice_operands:
+                t = self._shift[0]
+                g.tensors[t] = g.tensors[t]._replace(name=f"{scope}/Pad/paddings")
+                return t
+            for t, suffix in zip(self._shift[1], ("", "_1", "_2")):
+                g.tensors[t] = g.tensors[t]._replace(name=f"{scope}/strided_slice/stack{suffix}")
+            return self._shift[1]
         if not slice_operands:
             return self._note("paddings", self._shift[0])
         return tuple(self._note(name, t, slot) for slot, (name, t) in
@@ -298,18 +310,22 @@ class _Emitter:
         an earlier one holds. The float graph numbers them ``arith.constant``,
         ``arith.constant1``, ... in descending order of their first reader (a pass that
         inserts each new constant at the top of the function); an int8 graph names its
-        copies of one by numbering the name again. Equal data is stored once: the zero
+        copies of one by numbering that name again, around the names already taken. Equal data is stored once: the zero
         biases of one channel count, and the strided slice's ``end`` (four int32 zeros)
         with a 4-channel zero bias."""
         g = self.g
         ranked = sorted(self.unnamed.items(), key=lambda kv: (-kv[1][0][0], kv[1][0][1]))
         zeros: dict[int, list[int]] = {}  # bytes -> tensors of zeros
-        for k, (key, (_, *tensors)) in enumerate(ranked):
-            base = f"arith.constant{k or ''}"
-            for t in tensors:
+        bases = [g.unique(f"arith.constant{k or ''}") for k in range(len(ranked))]
+        for base, (key, (_, first, *copies)) in zip(bases, ranked):
+            # The float graph's names are all taken before an int8 copy is numbered.
+            g.tensors[first] = g.tensors[first]._replace(name=base)
+            for t in copies:
                 g.tensors[t] = g.tensors[t]._replace(name=g.unique(base))
-            if key == "end" or key[0] == "zeros":
-                zeros.setdefault(g.tensors[tensors[0]].nbytes, []).extend(tensors)
+            if key[0] == "zeros":
+                zeros.setdefault(g.tensors[first].nbytes, []).extend([first, *copies])
+        if self._shift is not None:  # the slice's end: four int32 zeros
+            zeros.setdefault(16, []).append(self._shift[1][1])
         for tensors in zeros.values():
             g.shared_buffers.update(sorted(tensors)[1:])
 
@@ -342,12 +358,12 @@ class _Emitter:
                                    self._zero_bias(layer.size), valid=True, weights_name=conv,
                                    name=conv)
         elif kind == "pad":
-            out = g.pad(self._input(layer), self._shift_operands(False), (1, 1),
+            out = g.pad(self._input(layer), self._shift_operands(False, scope), (1, 1),
                         name=f"{scope}/Pad")
         elif kind == "crop":
             x = self._input(layer)
             h, w, c = g.shape(x)
-            out = g.strided_slice(x, self._shift_operands(True), (h - 1, w - 1, c),
+            out = g.strided_slice(x, self._shift_operands(True, scope), (h - 1, w - 1, c),
                                   begin_mask=9, end_mask=15, name=f"{scope}/strided_slice")
         elif kind == "concat":
             out = g.concatenation(tuple(self._input(layer, k) for k in range(len(layer.inputs))),

@@ -199,7 +199,10 @@ def test_unmodelled_spaces_and_targets_are_named():
     with pytest.raises(ValueError, match="int8_io=True needs quantize='int8'"):
         ExportTarget("none", int8_io=True)
     # An unmodelled space is priced without them (its arena can still be measured).
-    assert "arena_bytes" not in Pricer().costs(cell).as_dict()
+    from keras_cnas.costs.deployment import has_deployment_costs
+
+    assert not has_deployment_costs(cell)
+    assert has_deployment_costs(SPACES["enas"].sample(np.random.default_rng(0)))
 
 
 def test_pricer_prices_once_and_checks():
@@ -247,25 +250,37 @@ def _digits_space(digits):
                            max_fc_layers=1, max_hidden=32)
 
 
-def test_arena_and_flash_bounds_are_priced_before_training(digits, tmp_path):
-    space = _digits_space(digits)
+def _search_within_median_bounds(space, digits, tmp_path, num_samples: int) -> None:
+    """A traction search under arena and flash bounds at the median of 40 priced samples:
+    every trained trial meets them, measured as priced."""
     costs = [deployment_costs(space.sample(np.random.default_rng(s))) for s in range(40)]
     arena = int(np.median([c["arena_bytes"] for c in costs]))
     flash = int(np.median([c["tflite_bytes"] for c in costs]))
     evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, batch_size=64,
                                              measure=("arena_bytes", "tflite_bytes"))
     result = cnas.search(space, cnas.Constraints(max_arena_bytes=arena, max_tflite_bytes=flash),
-                         strategy=RandomSearch(num_samples=4, fidelity="traction"),
+                         strategy=RandomSearch(num_samples=num_samples, fidelity="traction"),
                          evaluator=evaluator, search_dir=tmp_path, seed=0, verbose=False,
                          finalize=False)
     # No trained candidate is discarded for the bounds: they were priced before training.
-    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * 4
+    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * num_samples
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rejected_proposals"] > 0
     for trial in result.trials:
         assert trial.costs["arena_bytes"] == trial.costs["arena_bytes_priced"] <= arena
         assert trial.costs["tflite_bytes"] == trial.costs["tflite_bytes_priced"] <= flash
         assert "arena_bytes_error" not in trial.costs and "tflite_bytes_error" not in trial.costs
+
+
+def test_arena_and_flash_bounds_are_priced_before_training(digits, tmp_path):
+    _search_within_median_bounds(_digits_space(digits), digits, tmp_path, 4)
+
+
+@pytest.mark.slow  # ~2 min: ENAS nets train slower
+def test_an_enas_search_prices_arena_and_flash_before_training(digits, tmp_path):
+    space = EnasCellSpace(digits.input_shape, digits.num_classes, num_layers=3, filters=4,
+                          max_blocks=3)
+    _search_within_median_bounds(space, digits, tmp_path, 2)
 
 
 def test_an_impossible_arena_budget_stops_naming_the_bound(digits, tmp_path):

@@ -46,7 +46,9 @@ order of allocations were checked against the wheel's own allocation calls (trac
 gdb) and the replay against the interpreter on several hundred random int8 (float and
 int8 I/O) and float32 models. Kernels are modelled for CONV_2D (grouped too),
 DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD, MEAN, RESHAPE,
-SOFTMAX, QUANTIZE and DEQUANTIZE (:data:`SUPPORTED_OPS`) with float32 or int8 tensors.
+SOFTMAX, QUANTIZE, DEQUANTIZE, and (for ENAS cells, read off the kernels' sources and
+checked against the interpreter) RELU, PAD, STRIDED_SLICE, MUL and CONCATENATION
+(:data:`SUPPORTED_OPS`) with float32 or int8 tensors.
 Anything else raises :class:`UnsupportedOpError` rather than guess: other operators, int16
 activations and int4 weights (their kernels allocate differently), variable tensors,
 several subgraphs (control flow), compressed models and offline memory plans.

@@ -16,7 +16,15 @@ Neither cost depends on trained weights, so both are priced from the spec alone:
      per channel, for dense layers too), activations per tensor; with float32 I/O a
      QUANTIZE op follows the input and a DEQUANTIZE op ends the graph;
    * the non-constant tensors are numbered in execution order (input first, output last),
-     which is all the memory planner sees of the numbering.
+     which is all the memory planner sees of the numbering;
+   * ENAS cell networks (:mod:`keras_cnas.costs.enas_graph`): the ops run in TensorFlow's
+     import order (reverse post order of a name-ordered depth-first search), equal
+     weight-free ops are merged, a ReLU before a conv stays a RELU op unless it is its
+     producer's only reader (then it fuses into the conv, ``ADD`` or BatchNorm before it),
+     ``SeparableConv2D`` -> DEPTHWISE_CONV_2D (zero bias) + CONV_2D, the pixel shift ->
+     PAD + STRIDED_SLICE, ``Concatenate`` -> CONCATENATION, a BatchNorm after a concat ->
+     MUL + ADD, pooling -> AVERAGE_POOL_2D / MAX_POOL_2D with "same" padding; equal
+     constant data (zero biases) is stored once.
 
 2. :func:`~keras_cnas.costs.arena.replay_arena` replays TFLite Micro's allocator on that
    graph: ``arena_bytes`` equals ``micro_arena_bytes`` of the converted model, byte for byte.

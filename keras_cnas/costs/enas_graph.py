@@ -31,10 +31,12 @@ Pure Python.
 Example:
     >>> from keras_cnas.costs.deployment import tflite_graph
     >>> from keras_cnas.spaces.enas_cell import EnasCell, EnasNet
-    >>> spec = EnasNet((8, 8, 3), 10, EnasCell([(0, "sep3x3", 1, "avg3x3")]), 2, 4)
+    >>> spec = EnasNet((8, 8, 3), 10, EnasCell([(0, "sep3x3", 1, "avg3x3")]), 3, 4)
     >>> ops = [op.opcode for op in tflite_graph(spec).main.operators]
-    >>> ops[:4], ops.count("RELU")
-    (['QUANTIZE', 'CONV_2D', 'RELU', 'DEPTHWISE_CONV_2D'], 1)
+    >>> ops[:5]  # the stem's output is read by a ReLU and a pooling: no fusion
+    ['QUANTIZE', 'CONV_2D', 'RELU', 'DEPTHWISE_CONV_2D', 'CONV_2D']
+    >>> sorted({"PAD", "STRIDED_SLICE", "CONCATENATION", "MUL"} - set(ops))
+    []
 """
 
 from __future__ import annotations

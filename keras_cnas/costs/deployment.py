@@ -51,6 +51,7 @@ from typing import Callable
 
 from keras_cnas.costs.arena import replay_arena_bytes
 from keras_cnas.costs.flatbuffer_size import (
+    KeyedObjects,
     PackedModel,
     PackedOperator,
     PackedTensor,
@@ -555,27 +556,33 @@ def packed_model(graph: ModelView) -> PackedModel:
     The converter stores the input first, then the constants (unquantized int32 operands
     first, then weights and biases, last layer first, bias before weights), then the
     activations in execution order; tensor ``k`` owns buffer ``k + 1`` (buffer 0 is the
-    empty sentinel), and the two metadata buffers come last.
+    empty sentinel), and the two metadata buffers come last. Tensors and operators are
+    given by their memo keys (:class:`KeyedObjects`): sizing them is a look-up per object.
     """
     sg = graph.main
     tensors = sg.tensors
     first = sg.inputs[0]
-    shape_operands, weights, activations = [], [], []
-    for t in tensors:
-        if t.is_constant:
-            (weights if t.num_scales or t.dtype != "INT32" else shape_operands).append(t)
-        elif t.index != first:
-            activations.append(t)
-    shape_operands.reverse()
-    weights.reverse()
-    packed, buffers = [], [None]
-    cache, prod, sizes = _PACKED_TENSORS, math.prod, TYPE_SIZES
-    for t in (tensors[first], *shape_operands, *weights, *activations):
-        _, name, dtype, shape, constant, _, scales = t[:7]
+    # One pass: each tensor's key (see _packed_tensor) and buffer, sorted into the sections.
+    shape_operands, shape_buffers, weights, weight_buffers, activations = [], [], [], [], []
+    prod, sizes = math.prod, TYPE_SIZES
+    for index, name, dtype, shape, constant, _, scales, _, _, _ in tensors:
         key = (name, dtype, len(shape), constant, scales, shape[:1] == (1,))
-        hit = cache.get(key)
-        packed.append(hit if hit is not None else _packed_tensor(t, key))
-        buffers.append(prod(shape) * sizes[dtype] if constant else None)
+        if constant:
+            if scales or dtype != "INT32":
+                weights.append(key)
+                weight_buffers.append(prod(shape) * sizes[dtype])
+            else:
+                shape_operands.append(key)
+                shape_buffers.append(prod(shape) * sizes[dtype])
+        elif index != first:
+            activations.append(key)
+        else:
+            input_key = key
+    shape_operands.reverse()
+    shape_buffers.reverse()
+    weights.reverse()
+    weight_buffers.reverse()
+    buffers = [None, None, *shape_buffers, *weight_buffers, *[None] * len(activations)]
     opcodes: dict[str, int] = {}
     codes, operators = [], []
     cache = _PACKED_OPERATORS
@@ -586,46 +593,49 @@ def packed_model(graph: ModelView) -> PackedModel:
             codes.append((op.version, op.builtin_code))
         elif op.version > codes[index][0]:  # one code per builtin, at its highest version
             codes[index] = (op.version, op.builtin_code)
-        hit = cache.get((op.opcode, index != 0, len(op.inputs), *op.options.values()))
-        operators.append(hit if hit is not None else _packed_operator(op, index))
+        key = (op.opcode, index != 0, len(op.inputs), *op.options.values())
+        if key not in cache:
+            _packed_operator(op, index, key)
+        operators.append(key)
     metadata = []
     for name, nbytes in _METADATA:
         metadata.append((len(name), len(buffers)))
         buffers.append(nbytes)
     input_name = len(tensors[first].name) - len("serving_default_:0")
-    return PackedModel(codes, packed, operators, len(sg.inputs), len(sg.outputs), buffers,
-                       metadata, [(input_name, 0)], [(len(graph.output_name), len(packed) - 1)])
+    packed = KeyedObjects([input_key, *shape_operands, *weights, *activations], _packed_tensor)
+    return PackedModel(codes, packed, KeyedObjects(operators, cache.__getitem__), len(sg.inputs),
+                       len(sg.outputs), buffers, metadata, [(input_name, 0)],
+                       [(len(graph.output_name), len(packed) - 1)])
 
 
-#: Memos of :func:`_packed_tensor` and :func:`_packed_operator` (specs share most tensors:
-#: names, shapes, quantization; and most operators).
+#: Memos of :func:`_packed_tensor` and :func:`_packed_operator` by their keys (specs share
+#: most tensors: names, shapes, quantization; and most operators).
 _PACKED_TENSORS: dict[tuple, PackedTensor] = {}
 _PACKED_OPERATORS: dict[tuple, PackedOperator] = {}
 
 
-def _packed_tensor(t: Tensor, key: tuple) -> PackedTensor:
-    """Its packed form, memoised by ``key``: its name, dtype, rank, constness, number of
-    scales and whether its first dimension is 1 (a depthwise kernel's channel axis is 3)."""
-    shape = t.shape
-    depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
-    hit = PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
-                       not t.is_constant, t.num_scales,
-                       3 if depthwise_weights and t.num_scales > 1 else 0)
-    if len(_PACKED_TENSORS) < 1 << 16:
-        _PACKED_TENSORS[key] = hit
+def _packed_tensor(key: tuple) -> PackedTensor:
+    """The packed form of a tensor with ``key``: its name, dtype, rank, constness, number
+    of scales and whether its first dimension is 1 (a depthwise kernel's channel axis is
+    3); memoised."""
+    hit = _PACKED_TENSORS.get(key)
+    if hit is None:
+        name, dtype, rank, constant, scales, first_is_one = key
+        depthwise_weights = constant and rank == 4 and first_is_one
+        hit = PackedTensor(len(name.encode()), rank, _TYPE_CODES[dtype], True, not constant,
+                           scales, 3 if depthwise_weights and scales > 1 else 0)
+        if len(_PACKED_TENSORS) < 1 << 16:
+            _PACKED_TENSORS[key] = hit
     return hit
 
 
-def _packed_operator(op: Operator, opcode_index: int) -> PackedOperator:
-    """Its packed form, memoised by its opcode, whether its opcode index is 0, its number
-    of inputs and its options."""
+def _packed_operator(op: Operator, opcode_index: int, key: tuple) -> PackedOperator:
+    """Its packed form, memoised (for good: the keys are few) by ``key``: its opcode,
+    whether its opcode index is 0, its number of inputs and its options."""
     options = _OPTIONS.get(op.opcode)
     kind, fields, num_fields = options(op) if options else (0, None, 0)
-    hit = PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
-                         num_fields)
-    if len(_PACKED_OPERATORS) < 1 << 12:
-        _PACKED_OPERATORS[(op.opcode, opcode_index != 0, len(op.inputs),
-                           *op.options.values())] = hit
+    hit = _PACKED_OPERATORS[key] = PackedOperator(opcode_index != 0, len(op.inputs),
+                                                  len(op.outputs), kind, fields, num_fields)
     return hit
 
 

@@ -118,6 +118,7 @@ _OPCODES = {
     "MEAN": (40, 2, 1), "QUANTIZE": (114, 1, 1),
 }
 _GROUPED_CONV_VERSION = 6
+_CONV_CODE = _OPCODES["CONV_2D"][0]
 
 
 class GraphBuilder:
@@ -135,10 +136,13 @@ class GraphBuilder:
         self.int8 = target.quantize == "int8"
         self.tensors: list[Tensor] = []
         self.operators: list[Operator] = []
-        self._used: dict[str, int] = {}  # name -> times given (the converter's uniquing)
+        # name -> times given (the converter's uniquing); "" is never numbered, and listing
+        # it here lets the hot paths test membership alone.
+        self._used: dict[str, int] = {"": 0}
         self._dtype = "INT8" if self.int8 else "FLOAT32"
         self._bias_dtype = "INT32" if self.int8 else "FLOAT32"
         self._one_scale = 1 if self.int8 else 0
+        self._conv_version = _OPCODES["CONV_2D"][1 if self.int8 else 2]
         io_quantized = target.int8_io
         self.input = self._tensor((1, *input_shape), "INT8" if io_quantized else "FLOAT32",
                                   False, 1 if io_quantized else 0, f"serving_default_{input_name}:0")
@@ -168,15 +172,15 @@ class GraphBuilder:
 
     def _tensor(self, shape: tuple[int, ...], dtype: str, constant: bool, scales: int,
                 name: str = "") -> int:
-        index = len(self.tensors)
-        if name:
-            if name in self._used:
-                name = self.unique(name)
-            else:
-                self._used[name] = 0
+        tensors = self.tensors
+        index = len(tensors)
+        if name in self._used:
+            name = self.unique(name)
+        else:
+            self._used[name] = 0
         # tuple.__new__: a named tuple without its Python-level __new__ (thousands a second).
-        self.tensors.append(_new(Tensor, (index, name, dtype, shape, constant, False, scales,
-                                          scales, 0.0, 0)))
+        tensors.append(_new(Tensor, (index, name, dtype, shape, constant, False, scales,
+                                     scales, 0.0, 0)))
         return index
 
     def _activation(self, shape: tuple[int, ...], name: str = "") -> int:
@@ -215,19 +219,39 @@ class GraphBuilder:
         convolution with Keras' default "valid" padding (the same shape; the converter
         keeps the padding). ``stride``: one for both axes or a (y, x) pair. Its output is
         named like its bias (deduplicated)."""
-        _, h, w, c = self.tensors[x][3]
-        scales = filters if self.int8 else 0
-        tensor = self._tensor
-        weights = tensor((filters, kernel[0], kernel[1], c // groups), self._dtype, True,
-                         scales, weights_name)
-        bias = tensor((filters,), self._bias_dtype, True, scales, bias_name)
+        tensors, used = self.tensors, self._used
+        _, h, w, c = tensors[x][3]
         sy, sx = (stride, stride) if isinstance(stride, int) else stride
         ho, wo = out_hw or (-(-h // sy), -(-w // sx))
-        out = tensor((1, ho, wo, filters), self._dtype, False, self._one_scale, bias_name)
-        valid = valid or out_hw is not None
-        return self._op("CONV_2D", (x, weights, bias), out,
-                        _GROUPED_CONV_VERSION if groups > 1 else None, stride=stride,
-                        activation=activation, valid=int(valid))
+        # The three tensors and the operator inline (what _tensor and _op do): the most
+        # frequent layer of every space, priced thousands of times a second.
+        if weights_name in used:
+            weights_name = self.unique(weights_name)
+        else:
+            used[weights_name] = 0
+        if bias_name in used:
+            out_name = self.unique(bias_name)
+            bias_name, out_name = out_name, self.unique(bias_name)
+        else:
+            used[bias_name] = 0
+            out_name = self.unique(bias_name)
+        weights = len(tensors)
+        scales = filters if self.int8 else 0
+        one, dtype = self._one_scale, self._dtype
+        tensors += (
+            _new(Tensor, (weights, weights_name, dtype, (filters, kernel[0], kernel[1], c // groups),
+                          True, False, scales, scales, 0.0, 0)),
+            _new(Tensor, (weights + 1, bias_name, self._bias_dtype, (filters,), True, False,
+                          scales, scales, 0.0, 0)),
+            _new(Tensor, (weights + 2, out_name, dtype, (1, ho, wo, filters), False, False, one,
+                          one, 0.0, 0)))
+        ops = self.operators
+        ops.append(_new(Operator, (
+            len(ops), "CONV_2D", _CONV_CODE,
+            _GROUPED_CONV_VERSION if groups > 1 else self._conv_version,
+            (x, weights, weights + 1), (weights + 2,), (), False,
+            {"stride": stride, "activation": activation, "valid": int(valid or out_hw is not None)})))
+        return weights + 2
 
     def depthwise(self, x: int, kernel: int | tuple[int, int], stride: int, activation: int,
                   out_hw: tuple[int, int] | None = None, *, weights_name: str = "",
@@ -563,10 +587,13 @@ def packed_model(graph: ModelView) -> PackedModel:
     tensors = sg.tensors
     first = sg.inputs[0]
     # One pass: each tensor's key (see _packed_tensor) and buffer, sorted into the sections.
+    # The key holds the name's length, not the name: that is all the size depends on, and
+    # layers named alike ("conv_3", "conv_4") then share their memoised moves.
     shape_operands, shape_buffers, weights, weight_buffers, activations = [], [], [], [], []
     prod, sizes = math.prod, TYPE_SIZES
     for index, name, dtype, shape, constant, _, scales, _, _, _ in tensors:
-        key = (name, dtype, len(shape), constant, scales, shape[:1] == (1,))
+        key = (len(name) if name.isascii() else len(name.encode()), dtype, len(shape),
+               constant, scales, shape[:1] == (1,))
         if constant:
             if scales or dtype != "INT32":
                 weights.append(key)
@@ -615,14 +642,14 @@ _PACKED_OPERATORS: dict[tuple, PackedOperator] = {}
 
 
 def _packed_tensor(key: tuple) -> PackedTensor:
-    """The packed form of a tensor with ``key``: its name, dtype, rank, constness, number
-    of scales and whether its first dimension is 1 (a depthwise kernel's channel axis is
-    3); memoised."""
+    """The packed form of a tensor with ``key``: its name's UTF-8 length, dtype, rank,
+    constness, number of scales and whether its first dimension is 1 (a depthwise kernel's
+    channel axis is 3); memoised."""
     hit = _PACKED_TENSORS.get(key)
     if hit is None:
-        name, dtype, rank, constant, scales, first_is_one = key
+        name_bytes, dtype, rank, constant, scales, first_is_one = key
         depthwise_weights = constant and rank == 4 and first_is_one
-        hit = PackedTensor(len(name.encode()), rank, _TYPE_CODES[dtype], True, not constant,
+        hit = PackedTensor(name_bytes, rank, _TYPE_CODES[dtype], True, not constant,
                            scales, 3 if depthwise_weights and scales > 1 else 0)
         if len(_PACKED_TENSORS) < 1 << 16:
             _PACKED_TENSORS[key] = hit

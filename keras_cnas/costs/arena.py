@@ -369,16 +369,18 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
     n = len(reqs)
     if n == 0:
         return [], 0
-    ids = sorted(range(n - 1, -1, -1), key=lambda i: -reqs[i][0])  # stable: keeps reversal
+    # Largest first, ties the later-added first: (size, index) pairs in descending order.
+    order = sorted([(r[0], i) for i, r in enumerate(reqs)], reverse=True)
     offsets = [-1] * n
+    top = 0
     # The placed buffers alive at each time (slot t + 1: a never-used tensor has time -1;
     # lifetimes are short, so a buffer conflicts with few others); a buffer meets those
     # alive during its lifetime in offset order, ties in the order they were placed, as
     # the planner's offset-ordered list does. One alive at several of those times is met
     # again at once and changes nothing.
     alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(r[2] for r in reqs) + 3)]
-    for rank, i in enumerate(ids):
-        size, first, last = reqs[i]
+    for rank, (size, i) in enumerate(order):
+        _, first, last = reqs[i]
         if last == first + 1:  # most activations: made by one operator, read by the next
             near = alive[first + 1] + alive[last + 1]
         else:
@@ -392,10 +394,13 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
                 if end > candidate:
                     candidate = end
         offsets[i] = candidate
-        entry = (candidate, rank, candidate + size)
+        end = candidate + size
+        if end > top:
+            top = end
+        entry = (candidate, rank, end)
         for t in range(first + 1, last + 2):
             alive[t].append(entry)
-    return offsets, max(offsets[i] + reqs[i][0] for i in range(n))
+    return offsets, top
 
 
 def _align_up(n: int, a: int) -> int:
@@ -531,8 +536,16 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
     head = _SCRATCH_ROOM
     need = head
     scratch: list[tuple[int, int]] = []
+    prepared, quantization, sized = _PREPARED, _QUANTIZATION, _SIZED_PREPARES
     for op in ops:  # parsed options, Init data, and PrepareSubgraphs
-        option, init, before, persists, requests = _prepare_segment(sg, op)
+        # _prepare_segment's memo, looked up inline (once per operator of every spec):
+        # the opcode, the sizes Prepare reads, each operand's type and quantization.
+        opcode = op[1]
+        key = (opcode, _prepare_sizes(sg, op) if opcode in sized else (),
+               *[quantization(tensors[k]) for k in op[4] + op[5]])
+        hit = prepared.get(key)
+        option, init, before, persists, requests = (
+            hit if hit is not None else _prepare_segment(sg, op, key))
         if option is not None:
             size, align = option
             lo, hi = (lo - size) // align * align, (hi - size) // align * align
@@ -587,19 +600,16 @@ _SIZED_PREPARES = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN"})
 _QUANTIZATION = operator.itemgetter(2, 6, 7)  # a Tensor's dtype, num_scales, num_zero_points
 
 
-def _prepare_segment(sg: Subgraph, op: Operator) -> tuple:
+def _prepare_segment(sg: Subgraph, op: Operator, key: tuple) -> tuple:
     """An operator's parsed options (sizeof, alignof) and Init data bytes (None: none), its
     kernel's Prepare condensed (:func:`_condensed`) and its scratch requests, memoised by
-    what they depend on: the opcode, the type and quantization of every operand and the
-    sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
-    tensors = sg.tensors
-    opcode = op.opcode
-    sizes = _prepare_sizes(sg, op) if opcode in _SIZED_PREPARES else ()
-    key = (opcode, sizes, *[_QUANTIZATION(tensors[k]) for k in op.inputs + op.outputs])
+    ``key``: what they depend on, the opcode, the sizes the kernel reads
+    (:func:`_prepare_sizes`) and the type and quantization of every operand (derived
+    graphs omit no input); :func:`_derived_arena_bytes` builds it and looks it up first."""
     hit = _PREPARED.get(key)
     if hit is None:
         trace, scratch = _Trace(), []
-        kernel = _KERNELS[opcode]
+        kernel = _KERNELS[op.opcode]
         kernel.prepare(_Prepare(trace, sg, op, scratch))
         hit = (kernel.builtin_data, kernel.init_bytes, *_condensed(trace.steps),
                [nbytes for nbytes, _ in scratch])

@@ -201,8 +201,9 @@ class GraphBuilder:
         code, int8_version, float_version = _OPCODES[opcode]
         if version is None:
             version = int8_version if self.int8 else float_version
-        self.operators.append(_new(Operator, (len(self.operators), opcode, code, version,
-                                              tuple(inputs), (output,), (), False, options)))
+        ops = self.operators
+        ops.append(_new(Operator, (len(ops), opcode, code, version, tuple(inputs), (output,), (),
+                                   False, options)))
         return output
 
     def shape(self, index: int) -> tuple[int, ...]:
@@ -271,8 +272,8 @@ class GraphBuilder:
         """MaxPool2D (or AveragePool2D), "valid" padding unless ``out_hw``; (y, x) pairs."""
         _, h, w, c = self.tensors[x][3]
         ho, wo = out_hw or ((h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1)
-        return self._op(opcode, (x,), self._activation((1, ho, wo, c), name),
-                        valid=int(out_hw is None))
+        out = self._tensor((1, ho, wo, c), self._dtype, False, self._one_scale, name)
+        return self._op(opcode, (x,), out, valid=int(out_hw is None))
 
     def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int], *,
                  name: str = "") -> int:
@@ -614,13 +615,14 @@ def packed_model(graph: ModelView) -> PackedModel:
     codes, operators = [], []
     cache = _PACKED_OPERATORS
     for op in sg.operators:
-        index = opcodes.get(op.opcode)
+        _, opcode, builtin_code, version, inputs, _, _, _, options = op
+        index = opcodes.get(opcode)
         if index is None:
-            index = opcodes[op.opcode] = len(codes)
-            codes.append((op.version, op.builtin_code))
-        elif op.version > codes[index][0]:  # one code per builtin, at its highest version
-            codes[index] = (op.version, op.builtin_code)
-        key = (op.opcode, index != 0, len(op.inputs), *op.options.values())
+            index = opcodes[opcode] = len(codes)
+            codes.append((version, builtin_code))
+        elif version > codes[index][0]:  # one code per builtin, at its highest version
+            codes[index] = (version, builtin_code)
+        key = (opcode, index != 0, len(inputs), *options.values())
         if key not in cache:
             _packed_operator(op, index, key)
         operators.append(key)

@@ -381,7 +381,8 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
     alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(r[2] for r in reqs) + 3)]
     for rank, (size, i) in enumerate(order):
         _, first, last = reqs[i]
-        if last == first + 1:  # most activations: made by one operator, read by the next
+        chain = last == first + 1  # most activations: made by one operator, read by the next
+        if chain:
             near = alive[first + 1] + alive[last + 1]
         else:
             near = [entry for t in range(first + 1, last + 2) for entry in alive[t]]
@@ -398,8 +399,12 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
         if end > top:
             top = end
         entry = (candidate, rank, end)
-        for t in range(first + 1, last + 2):
-            alive[t].append(entry)
+        if chain:
+            alive[first + 1].append(entry)
+            alive[last + 1].append(entry)
+        else:
+            for t in range(first + 1, last + 2):
+                alive[t].append(entry)
     return offsets, top
 
 
@@ -544,7 +549,7 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
         key = (opcode, _prepare_sizes(sg, op) if opcode in sized else (),
                *[quantization(tensors[k]) for k in op[4] + op[5]])
         hit = prepared.get(key)
-        option, init, before, persists, requests = (
+        option, init, before, persists, requests, drop, reach = (
             hit if hit is not None else _prepare_segment(sg, op, key))
         if option is not None:
             size, align = option
@@ -555,13 +560,18 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
             else:
                 inits -= -(-init // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT
         # Prepare: temporaries above the head, allocations off the tail.
-        if before >= 0 and head + before - tail > need:
-            need = head + before - tail
-        for size, align, at_least, after in persists:
-            tail = (tail - size) // align * align
-            bound = head + (at_least if at_least > after else after)
-            if bound - tail > need:
-                need = bound - tail
+        if drop is not None and not tail & 15:  # folded (_folded): no loop
+            if reach is not None and head - tail + reach > need:
+                need = head - tail + reach
+            tail -= drop
+        else:
+            if before >= 0 and head + before - tail > need:
+                need = head + before - tail
+            for size, align, at_least, after in persists:
+                tail = (tail - size) // align * align
+                bound = head + (at_least if at_least > after else after)
+                if bound - tail > need:
+                    need = bound - tail
         if requests:
             scratch += [(nbytes, op.index) for nbytes in requests]
             head = _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP)
@@ -611,8 +621,9 @@ def _prepare_segment(sg: Subgraph, op: Operator, key: tuple) -> tuple:
         trace, scratch = _Trace(), []
         kernel = _KERNELS[op.opcode]
         kernel.prepare(_Prepare(trace, sg, op, scratch))
-        hit = (kernel.builtin_data, kernel.init_bytes, *_condensed(trace.steps),
-               [nbytes for nbytes, _ in scratch])
+        before, persists = _condensed(trace.steps)
+        hit = (kernel.builtin_data, kernel.init_bytes, before, persists,
+               [nbytes for nbytes, _ in scratch], *_folded(before, persists))
         if len(_PREPARED) < 1 << 16:
             _PREPARED[key] = hit
     return hit
@@ -654,6 +665,24 @@ def _condensed(steps: list[_Step]) -> tuple[int, tuple[tuple[int, int, int, int]
         else:  # _PERSIST (Prepare records nothing else)
             persists.append([size, align, max(0, temp - slack), -1])
     return before, tuple(tuple(p) for p in persists)
+
+
+def _folded(before: int, persists: tuple[tuple[int, int, int, int], ...]
+            ) -> tuple[int | None, int | None]:
+    """A Prepare's persistent allocations folded into two numbers, for a tail that is a
+    multiple of 16 where it starts: (how far they move the tail down, the largest bound
+    they set relative to ``tail - head`` there, None: none); (None, None) if one is not
+    16-aligned (then the tail's residue matters and the steps are replayed one by one)."""
+    if any(align != BUFFER_ALIGNMENT for _, align, _, _ in persists):
+        return None, None
+    drop = 0
+    reach = before if before >= 0 else None
+    for size, _, at_least, after in persists:
+        drop += _align_up(size, BUFFER_ALIGNMENT)
+        bound = (at_least if at_least > after else after) + drop
+        if reach is None or bound > reach:
+            reach = bound
+    return drop, reach
 
 
 def _planned_buffers(sg: Subgraph, scratch: list[tuple[int, int]]) -> list[tuple[int, int, int]]:

@@ -594,7 +594,7 @@ def packed_model(graph: ModelView) -> PackedModel:
     prod, sizes = math.prod, TYPE_SIZES
     for index, name, dtype, shape, constant, _, scales, _, _, _ in tensors:
         key = (len(name) if name.isascii() else len(name.encode()), dtype, len(shape),
-               constant, scales, shape[:1] == (1,))
+               constant, scales, bool(shape) and shape[0] == 1)
         if constant:
             if scales or dtype != "INT32":
                 weights.append(key)

@@ -353,6 +353,9 @@ SUPPORTED_OPS = tuple(sorted(_KERNELS))
 # --------------------------------------------------------------------------------------
 # The greedy memory planner.
 
+_FIRST, _THIRD = operator.itemgetter(0), operator.itemgetter(2)
+
+
 def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int]:
     """TFLite Micro's GreedyMemoryPlanner: offsets of ``(size, first_used, last_used)``
     buffers (in the order they are added) and the arena bytes the plan spans.
@@ -370,7 +373,7 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
     if n == 0:
         return [], 0
     # Largest first, ties the later-added first: (size, index) pairs in descending order.
-    order = sorted([(r[0], i) for i, r in enumerate(reqs)], reverse=True)
+    order = sorted(zip(map(_FIRST, reqs), range(n)), reverse=True)
     offsets = [-1] * n
     top = 0
     # The placed buffers alive at each time (slot t + 1: a never-used tensor has time -1;
@@ -378,7 +381,7 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
     # alive during its lifetime in offset order, ties in the order they were placed, as
     # the planner's offset-ordered list does. One alive at several of those times is met
     # again at once and changes nothing.
-    alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(r[2] for r in reqs) + 3)]
+    alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(map(_THIRD, reqs)) + 3)]
     for rank, (size, i) in enumerate(order):
         _, first, last = reqs[i]
         chain = last == first + 1  # most activations: made by one operator, read by the next

@@ -16,7 +16,7 @@ from keras_cnas.costs import arena as replay
 from keras_cnas.costs.deployment import converted_bytes, flatbuffer_bytes, packed_model, tflite_graph
 from keras_cnas.costs.flatbuffer_size import packed_model_bytes
 from keras_cnas.errors import InfeasibleConstraintsError, InvalidSpecError
-from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, ResNetSpec, Skeleton, Stage
+from keras_cnas.spaces import BlockSetSpace, DescriptorSpace, EnasCellSpace, ResNetSpec, Skeleton, Stage
 from keras_cnas.strategies import MonteCarlo, RandomSearch
 from keras_cnas.trial import TrialStatus
 
@@ -38,6 +38,8 @@ SPACES = {
     "residual": DescriptorSpace((12, 12, 3), 10, max_conv_layers=4, max_filters=16,
                                 max_fc_layers=1, max_hidden=32, max_stride=2, max_skip_span=2,
                                 global_pool=True),
+    # Normal, reduce, reduce: every op, factorized reductions, calibrations, concats.
+    "enas": EnasCellSpace((8, 8, 3), 10, num_layers=3, filters=4, max_blocks=5),
 }
 SLOW_SPACES = {
     "descriptor": DescriptorSpace((28, 28, 1), 10, max_conv_layers=4, max_filters=32,
@@ -45,6 +47,8 @@ SLOW_SPACES = {
     "blockset": BlockSetSpace((16, 16, 3), 10, skeleton=SKELETON),
     "residual": DescriptorSpace((32, 32, 3), 10, max_conv_layers=8, max_filters=32,
                                 max_fc_layers=1, max_hidden=64, max_stride=2, max_skip_span=3),
+    # Five cells (reductions at 1 and 3), up to B-ENAS's 7 blocks, odd map sizes.
+    "enas": EnasCellSpace((12, 12, 3), 10, num_layers=5, filters=6),
 }
 
 
@@ -65,17 +69,18 @@ def _check_space(space: str, count: int, seed: int, spaces=SPACES) -> None:
         assert_deployment_costs_exact(spec, target, seed=seed + i)
 
 
-# Default suite: 39 specs in all (12 descriptors, 12 genotypes, 6 ResNets, 9 residual
-# descriptors; each target alike), ~1 s of conversion each. The slow suite converts 200 per space.
+# Default suite: 48 specs in all (12 descriptors, 12 genotypes, 6 ResNets, 9 residual
+# descriptors, 9 ENAS nets; each target alike), ~1 s of conversion each. The slow suite
+# converts 200 per space.
 @pytest.mark.parametrize("space,count", [("descriptor", 12), ("blockset", 12), ("resnet", 6),
-                                         ("residual", 9)])
+                                         ("residual", 9), ("enas", 9)])
 def test_priced_arena_equals_tflite_micro_and_flash_equals_the_file(space, count):
     _check_space(space, count, seed=0)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(4 * 3600)  # 200 conversions: ~10 min per space idle, over an hour loaded
-@pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet", "residual"])
+@pytest.mark.parametrize("space", ["descriptor", "blockset", "resnet", "residual", "enas"])
 def test_priced_costs_on_200_random_specs_per_space(space):
     _check_space(space, 200, seed=1000, spaces=SLOW_SPACES)
 
@@ -100,6 +105,31 @@ def test_residual_edge_cases_are_priced_exactly():
     assert specs[0].shortcut(specs[0].skips[0]) == (1, 2)
     for i, spec in enumerate(specs):
         assert_deployment_costs_exact(spec, TARGETS[(i + 1) % len(TARGETS)], seed=i)
+
+
+def test_enas_edge_cases_are_priced_exactly():
+    """Cells random sampling rarely draws: equal blocks (merged sums, a concat of one
+    tensor twice), two factorized reductions of one input (a shared pad and crop), a cell
+    that never reads its k-1 input (dead alternate cells), every op on the stem (its ReLU
+    fuses into the stem conv), a 1x1 map reduced again."""
+    from keras_cnas.spaces.enas_cell import EnasCell, EnasNet
+
+    cells = [[(1, "max3x3", 1, "avg3x3"), (1, "max3x3", 1, "avg3x3")],
+             [(0, "identity", 0, "identity"), (2, "sep5x5", 0, "identity")],
+             [(0, "sep3x3", 0, "max3x3"), (2, "identity", 0, "avg3x3")],
+             [(0, "sep3x3", 1, "sep5x5"), (1, "sep3x3", 0, "sep3x3")]]
+    specs = [EnasNet((8, 8, 3), 10, EnasCell(c), 3, 4) for c in cells]
+    specs.append(EnasNet((2, 2, 1), 3, EnasCell(cells[1]), 4, 4, (1, 2, 3)))
+    for i, spec in enumerate(specs):
+        assert_deployment_costs_exact(spec, TARGETS[i % len(TARGETS)], seed=i)
+
+
+def test_enas_nets_are_priced_before_training():
+    space = SPACES["enas"]
+    pricer = Pricer(cnas.Constraints(max_arena_bytes=10**6), space=space)
+    spec = space.sample(np.random.default_rng(2))
+    assert pricer.costs(spec)["arena_bytes"] == deployment_costs(spec)["arena_bytes"] > 0
+    assert pricer.costs(spec)["tflite_bytes"] == deployment_costs(spec)["tflite_bytes"] > 0
 
 
 def test_resnet8_as_a_descriptor_prices_as_the_resnet():
@@ -159,16 +189,20 @@ def test_flash_counts_weights_and_quantization_vectors():
 
 
 def test_unmodelled_spaces_and_targets_are_named():
-    cell = cnas.spaces.EnasCellSpace((8, 8, 1), 10).sample(np.random.default_rng(0))
-    with pytest.raises(InvalidSpecError, match="no deployment cost model for EnasNet.*modelled "
-                                               "spaces: blockset, descriptor, resnet"):
+    cell = cnas.spaces.CategoricalSpec(decisions=(0, 2), sizes=(3, 3))
+    with pytest.raises(InvalidSpecError, match="no deployment cost model for CategoricalSpec.*"
+                                               "modelled spaces: blockset, descriptor, enas_cell, "
+                                               "resnet"):
         deployment_costs(cell)
     with pytest.raises(ValueError, match="quantize: deployment costs are modelled for int8, none"):
         ExportTarget("dynamic")
     with pytest.raises(ValueError, match="int8_io=True needs quantize='int8'"):
         ExportTarget("none", int8_io=True)
     # An unmodelled space is priced without them (its arena can still be measured).
-    assert "arena_bytes" not in Pricer().costs(cell).as_dict()
+    from keras_cnas.costs.deployment import has_deployment_costs
+
+    assert not has_deployment_costs(cell)
+    assert has_deployment_costs(SPACES["enas"].sample(np.random.default_rng(0)))
 
 
 def test_pricer_prices_once_and_checks():
@@ -216,25 +250,37 @@ def _digits_space(digits):
                            max_fc_layers=1, max_hidden=32)
 
 
-def test_arena_and_flash_bounds_are_priced_before_training(digits, tmp_path):
-    space = _digits_space(digits)
+def _search_within_median_bounds(space, digits, tmp_path, num_samples: int) -> None:
+    """A traction search under arena and flash bounds at the median of 40 priced samples:
+    every trained trial meets them, measured as priced."""
     costs = [deployment_costs(space.sample(np.random.default_rng(s))) for s in range(40)]
     arena = int(np.median([c["arena_bytes"] for c in costs]))
     flash = int(np.median([c["tflite_bytes"] for c in costs]))
     evaluator = cnas.training.KerasEvaluator(digits, traction_epochs=1, batch_size=64,
                                              measure=("arena_bytes", "tflite_bytes"))
     result = cnas.search(space, cnas.Constraints(max_arena_bytes=arena, max_tflite_bytes=flash),
-                         strategy=RandomSearch(num_samples=4, fidelity="traction"),
+                         strategy=RandomSearch(num_samples=num_samples, fidelity="traction"),
                          evaluator=evaluator, search_dir=tmp_path, seed=0, verbose=False,
                          finalize=False)
     # No trained candidate is discarded for the bounds: they were priced before training.
-    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * 4
+    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * num_samples
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rejected_proposals"] > 0
     for trial in result.trials:
         assert trial.costs["arena_bytes"] == trial.costs["arena_bytes_priced"] <= arena
         assert trial.costs["tflite_bytes"] == trial.costs["tflite_bytes_priced"] <= flash
         assert "arena_bytes_error" not in trial.costs and "tflite_bytes_error" not in trial.costs
+
+
+def test_arena_and_flash_bounds_are_priced_before_training(digits, tmp_path):
+    _search_within_median_bounds(_digits_space(digits), digits, tmp_path, 4)
+
+
+@pytest.mark.slow  # ~2 min: ENAS nets train slower
+def test_an_enas_search_prices_arena_and_flash_before_training(digits, tmp_path):
+    space = EnasCellSpace(digits.input_shape, digits.num_classes, num_layers=3, filters=4,
+                          max_blocks=3)
+    _search_within_median_bounds(space, digits, tmp_path, 2)
 
 
 def test_an_impossible_arena_budget_stops_naming_the_bound(digits, tmp_path):

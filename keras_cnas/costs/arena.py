@@ -46,7 +46,9 @@ order of allocations were checked against the wheel's own allocation calls (trac
 gdb) and the replay against the interpreter on several hundred random int8 (float and
 int8 I/O) and float32 models. Kernels are modelled for CONV_2D (grouped too),
 DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, ADD, MEAN, RESHAPE,
-SOFTMAX, QUANTIZE and DEQUANTIZE (:data:`SUPPORTED_OPS`) with float32 or int8 tensors.
+SOFTMAX, QUANTIZE, DEQUANTIZE, and (for ENAS cells, read off the kernels' sources and
+checked against the interpreter) RELU, PAD, STRIDED_SLICE, MUL and CONCATENATION
+(:data:`SUPPORTED_OPS`) with float32 or int8 tensors.
 Anything else raises :class:`UnsupportedOpError` rather than guess: other operators, int16
 activations and int4 weights (their kernels allocate differently), variable tensors,
 several subgraphs (control flow), compressed models and offline memory plans.
@@ -332,6 +334,13 @@ def _mean_prepare(p: _Prepare) -> None:
         p.temp_output(0)
 
 
+def _concatenation_prepare(p: _Prepare) -> None:
+    # ConcatenationPrepare: the first input and the output, then each input again.
+    p.temp_input(0), p.temp_output(0)
+    for k in range(len(p.op.inputs)):
+        p.temp_input(k)
+
+
 _KERNELS: dict[str, _Kernel] = {
     "CONV_2D": _Kernel((28, 4), 80, _conv_like_prepare(0)),
     "DEPTHWISE_CONV_2D": _Kernel((28, 4), 80, _conv_like_prepare(3)),
@@ -344,6 +353,15 @@ _KERNELS: dict[str, _Kernel] = {
     "MEAN": _Kernel((1, 1), 44, _mean_prepare),
     "QUANTIZE": _Kernel(None, 32, _first_input_then_output),
     "DEQUANTIZE": _Kernel(None, 32, _first_input_then_output),
+    # The ENAS cell's (costs/enas_graph.py): sizeof ReluOpData 28, PadParams + zero point
+    # 56, StridedSliceParams 84, OpDataMul 36, concatenation's OpData 80 (its params and
+    # ten compression scratch indices); TfLiteStridedSliceParams 24, TfLiteMulParams 4,
+    # TfLiteConcatenationParams 8 (RELU and PAD parse no options).
+    "RELU": _Kernel(None, 28, _inputs_then_output),
+    "PAD": _Kernel(None, 56, _inputs_then_output),
+    "STRIDED_SLICE": _Kernel((24, 4), 84, _inputs_then_output),
+    "MUL": _Kernel((4, 4), 36, _inputs_then_output),
+    "CONCATENATION": _Kernel((8, 4), 80, _concatenation_prepare),
 }
 
 #: Operators whose arena use the replay models exactly.

@@ -16,7 +16,15 @@ Neither cost depends on trained weights, so both are priced from the spec alone:
      per channel, for dense layers too), activations per tensor; with float32 I/O a
      QUANTIZE op follows the input and a DEQUANTIZE op ends the graph;
    * the non-constant tensors are numbered in execution order (input first, output last),
-     which is all the memory planner sees of the numbering.
+     which is all the memory planner sees of the numbering;
+   * ENAS cell networks (:mod:`keras_cnas.costs.enas_graph`): the ops run in TensorFlow's
+     import order (reverse post order of a name-ordered depth-first search), equal
+     weight-free ops are merged, a ReLU before a conv stays a RELU op unless it is its
+     producer's only reader (then it fuses into the conv, ``ADD`` or BatchNorm before it),
+     ``SeparableConv2D`` -> DEPTHWISE_CONV_2D (zero bias) + CONV_2D, the pixel shift ->
+     PAD + STRIDED_SLICE, ``Concatenate`` -> CONCATENATION, a BatchNorm after a concat ->
+     MUL + ADD, pooling -> AVERAGE_POOL_2D / MAX_POOL_2D with "same" padding; equal
+     constant data (zero biases) is stored once.
 
 2. :func:`~keras_cnas.costs.arena.replay_arena` replays TFLite Micro's allocator on that
    graph: ``arena_bytes`` equals ``micro_arena_bytes`` of the converted model, byte for byte.
@@ -50,6 +58,7 @@ import math
 from typing import Callable
 
 from keras_cnas.costs.arena import replay_arena_bytes
+from keras_cnas.costs.enas_graph import enas_graph
 from keras_cnas.costs.flatbuffer_size import (
     KeyedObjects,
     PackedModel,
@@ -116,6 +125,9 @@ _OPCODES = {
     "DEQUANTIZE": (6, 2, 2), "FULLY_CONNECTED": (9, 4, 1), "MAX_POOL_2D": (17, 2, 1),
     "AVERAGE_POOL_2D": (1, 2, 1), "RESHAPE": (22, 1, 1), "SOFTMAX": (25, 2, 1),
     "MEAN": (40, 2, 1), "QUANTIZE": (114, 1, 1),
+    # The ENAS cell's (costs/enas_graph.py).
+    "RELU": (19, 2, 1), "PAD": (34, 2, 1), "STRIDED_SLICE": (45, 2, 1), "MUL": (18, 2, 1),
+    "CONCATENATION": (2, 2, 1),
 }
 _GROUPED_CONV_VERSION = 6
 _CONV_CODE = _OPCODES["CONV_2D"][0]
@@ -139,6 +151,7 @@ class GraphBuilder:
         # name -> times given (the converter's uniquing); "" is never numbered, and listing
         # it here lets the hot paths test membership alone.
         self._used: dict[str, int] = {"": 0}
+        self.shared_buffers: set[int] = set()  # constants stored in an earlier one's buffer
         self._dtype = "INT8" if self.int8 else "FLOAT32"
         self._bias_dtype = "INT32" if self.int8 else "FLOAT32"
         self._one_scale = 1 if self.int8 else 0
@@ -306,6 +319,57 @@ class GraphBuilder:
     def softmax(self, x: int, *, name: str = "") -> int:
         return self._op("SOFTMAX", [x], self._activation((1, *self.shape(x)), name))
 
+    # --- the ENAS cell's ops (costs/enas_graph.py) ---------------------------------------
+
+    def constant(self, shape: tuple[int, ...], kind: str, name: str = "") -> int:
+        """A constant operand: ``"bias"`` (int32 per channel / float32), ``"int32"`` (an
+        unquantized shape operand) or ``"per_tensor"`` (an int8 per-tensor / float32
+        vector, e.g. a lone BatchNorm's multiplier)."""
+        if kind == "bias":
+            return self._bias(shape[0], name)
+        if kind == "int32":
+            return self._tensor(shape, "INT32", True, 0, name)
+        return self._tensor(shape, self._dtype, True, self._one_scale, name)
+
+    def conv_with_bias(self, x: int, filters: int, kernel: int, stride: int, bias: int, *,
+                       depthwise: bool = False, valid: bool = False,
+                       activation: int = _NO_ACTIVATION, weights_name: str = "",
+                       name: str = "") -> int:
+        """A CONV_2D (or DEPTHWISE_CONV_2D) reading an existing ``bias`` tensor (the
+        converter's zero bias of a convolution without one), output ``name``."""
+        _, h, w, c = self.tensors[x][3]
+        channels = c if depthwise else filters
+        shape = (1, kernel, kernel, c) if depthwise else (filters, kernel, kernel, c)
+        weights = self._weights(shape, channels, weights_name)
+        out = self._activation((1, -(-h // stride), -(-w // stride), channels), name)
+        return self._op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", (x, weights, bias), out,
+                        stride=stride, activation=activation, valid=int(valid))
+
+    def relu(self, x: int, *, name: str = "") -> int:
+        return self._op("RELU", (x,), self._activation((1, *self.shape(x)), name))
+
+    def pad(self, x: int, paddings: int, after: tuple[int, int], *, name: str = "") -> int:
+        """PAD by ``after`` = (rows, columns) at the bottom and right; ``paddings`` is its
+        int32 (4, 2) operand."""
+        h, w, c = self.shape(x)
+        return self._op("PAD", (x, paddings),
+                        self._activation((1, h + after[0], w + after[1], c), name))
+
+    def strided_slice(self, x: int, operands: tuple[int, int, int], out_shape: Shape, *,
+                      begin_mask: int, end_mask: int, name: str = "") -> int:
+        """STRIDED_SLICE with its begin, end and strides operands (int32 (4,) each)."""
+        return self._op("STRIDED_SLICE", (x, *operands), self._activation((1, *out_shape), name),
+                        begin_mask=begin_mask, end_mask=end_mask)
+
+    def concatenation(self, xs: tuple[int, ...], *, name: str = "") -> int:
+        """CONCATENATION on the channel axis."""
+        h, w, _ = self.shape(xs[0])
+        c = sum(self.shape(x)[2] for x in xs)
+        return self._op("CONCATENATION", tuple(xs), self._activation((1, h, w, c), name), axis=3)
+
+    def mul(self, x: int, y: int, *, name: str = "") -> int:
+        return self._op("MUL", (x, y), self._activation((1, *self.shape(x)), name), activation=0)
+
     def finish(self, out: int, output_name: str = "") -> ModelView:
         """Ends the graph at ``out`` (a DEQUANTIZE first for a float output of an int8 graph).
 
@@ -316,7 +380,7 @@ class GraphBuilder:
                                                               False, 0, name[:-1]))
         sg = Subgraph("main", tuple(self.tensors), tuple(self.operators), (self.input,), (out,))
         return ModelView((sg,), ("min_runtime_version", "CONVERSION_METADATA"), 0,
-                         output_name)
+                         output_name, frozenset(self.shared_buffers))
 
     def classifier(self, x: int, classes: int, net: str = "") -> ModelView:
         """Dense(classes, softmax) named ``classifier`` and the end of the graph."""
@@ -480,6 +544,7 @@ def _resnet_graph(spec, g: GraphBuilder) -> ModelView:
 GRAPHS.add("descriptor", _descriptor_graph)
 GRAPHS.add("blockset", _blockset_graph)
 GRAPHS.add("resnet", _resnet_graph)
+GRAPHS.add("enas_cell", enas_graph)
 
 
 def tflite_graph(spec, target: ExportTarget = ExportTarget()) -> ModelView:
@@ -561,6 +626,24 @@ def _add_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
     return 11, ((0, 1),) if op.options.get("activation") else (), 2
 
 
+def _strided_slice_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    o = op.options  # StridedSliceOptions: begin, end, ellipsis, new axis, shrink masks, offset
+    return 32, tuple((slot, 4) for slot, key in enumerate(("begin_mask", "end_mask"))
+                     if o.get(key)), 6
+
+
+def _concatenation_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 10, ((0, 4),), 2  # axis 3, no fused activation
+
+
+def _mul_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 21, ((0, 1),) if op.options.get("activation") else (), 1
+
+
+def _pad_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    return 22, (), 0  # an empty PadOptions table
+
+
 def _mean_options(op: Operator) -> tuple[int, tuple[tuple[int, int], ...], int]:
     return 27, (), 1  # ReducerOptions, keep_dims False
 
@@ -572,6 +655,8 @@ _OPTIONS: dict[str, Callable[[Operator], tuple[int, tuple[tuple[int, int], ...],
     "MAX_POOL_2D": _pool_options, "AVERAGE_POOL_2D": _pool_options,
     "FULLY_CONNECTED": _fully_connected_options, "SOFTMAX": _softmax_options,
     "ADD": _add_options, "MEAN": _mean_options,
+    "STRIDED_SLICE": _strided_slice_options, "CONCATENATION": _concatenation_options,
+    "MUL": _mul_options, "PAD": _pad_options,
 }
 
 
@@ -592,16 +677,21 @@ def packed_model(graph: ModelView) -> PackedModel:
     # layers named alike ("conv_3", "conv_4") then share their memoised moves.
     shape_operands, shape_buffers, weights, weight_buffers, activations = [], [], [], [], []
     prod, sizes = math.prod, TYPE_SIZES
+    shared = graph.shared_buffers  # constants whose data an earlier one holds: no data
+    by_index: dict[int, tuple] = {} if graph.constant_order else None
     for index, name, dtype, shape, constant, _, scales, _, _, _ in tensors:
         key = (len(name) if name.isascii() else len(name.encode()), dtype, len(shape),
                constant, scales, bool(shape) and shape[0] == 1)
         if constant:
+            nbytes = None if index in shared else prod(shape) * sizes[dtype]
+            if by_index is not None:
+                by_index[index] = (key, nbytes)
             if scales or dtype != "INT32":
                 weights.append(key)
-                weight_buffers.append(prod(shape) * sizes[dtype])
+                weight_buffers.append(nbytes)
             else:
                 shape_operands.append(key)
-                shape_buffers.append(prod(shape) * sizes[dtype])
+                shape_buffers.append(nbytes)
         elif index != first:
             activations.append(key)
         else:
@@ -610,6 +700,10 @@ def packed_model(graph: ModelView) -> PackedModel:
     shape_buffers.reverse()
     weights.reverse()
     weight_buffers.reverse()
+    if graph.constant_order:  # the converter's own order (ENAS cells), not the default
+        shape_operands, shape_buffers = [], []
+        weights = [by_index[k][0] for k in graph.constant_order]
+        weight_buffers = [by_index[k][1] for k in graph.constant_order]
     buffers = [None, None, *shape_buffers, *weight_buffers, *[None] * len(activations)]
     opcodes: dict[str, int] = {}
     codes, operators = [], []

@@ -125,12 +125,19 @@ class ModelView:
         num_bytes: the size of the flatbuffer (0 for a graph derived from a spec).
         output_name: the serving signature's output name (the Keras output layer's), when
             known.
+        shared_buffers: constant tensors (of the first subgraph) whose data equals an earlier
+            constant's: the converter stores it once and leaves their own buffers empty.
+        constant_order: the first subgraph's constant tensors in the order the converter
+            stores them, for a derived graph whose order is not the default of
+            :func:`keras_cnas.costs.deployment.packed_model`; empty otherwise.
     """
 
     subgraphs: tuple[Subgraph, ...]
     metadata: tuple[str, ...]
     num_bytes: int
     output_name: str = ""
+    shared_buffers: frozenset[int] = frozenset()
+    constant_order: tuple[int, ...] = ()
 
     @property
     def main(self) -> Subgraph:

@@ -1,6 +1,6 @@
 """Specs per second for sample + validate + estimate, on one core, per space; and for the
 deployment costs (TFLite Micro ``arena_bytes`` + ``tflite_bytes`` of the int8 export, priced
-from the spec: graph derivation, allocator replay, flatbuffer bound).
+from the spec: graph derivation, allocator replay, exact flatbuffer size).
 
 Targets: at least 20,000 descriptors per second for the analytic costs (issue 2) and 5,000
 for arena + flash (issue 13). Prints one line per space (wall-clock rate, and the rate per

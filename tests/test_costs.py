@@ -1,5 +1,6 @@
 """The analytic cost model: hand formulas, golden references, constraints."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -202,3 +203,28 @@ def test_importing_spaces_and_costs_does_not_import_tensorflow():
             "print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_keyed_flatbuffer_objects_size_like_the_objects_they_make():
+    """packed_model gives tensors and operators as memo keys (KeyedObjects); sizing by
+    key must equal sizing the objects themselves, memoised and step by step, whatever
+    moves the memo has already seen (the second pass runs on a warm memo)."""
+    import numpy as np
+
+    from keras_cnas.costs.deployment import ExportTarget, converted_bytes, packed_model, tflite_graph
+    from keras_cnas.costs.flatbuffer_size import KeyedObjects, packed_model_bytes
+    from keras_cnas.spaces import DescriptorSpace
+
+    space = DescriptorSpace((16, 16, 3), 10, max_conv_layers=5, max_stride=2, max_skip_span=2)
+    rng = np.random.default_rng(3)
+    specs = [space.sample(rng) for _ in range(20)]
+    for _ in range(2):
+        for spec in specs:
+            for target in (ExportTarget("int8"), ExportTarget("none")):
+                graph = tflite_graph(spec, target)
+                model = packed_model(graph)
+                assert isinstance(model.tensors, KeyedObjects)
+                plain = dataclasses.replace(model, tensors=list(model.tensors),
+                                            operators=list(model.operators))
+                assert (converted_bytes(graph) == packed_model_bytes(model)
+                        == packed_model_bytes(plain) == packed_model_bytes(plain, memoised=False))

@@ -371,6 +371,9 @@ SUPPORTED_OPS = tuple(sorted(_KERNELS))
 # --------------------------------------------------------------------------------------
 # The greedy memory planner.
 
+_FIRST, _THIRD = operator.itemgetter(0), operator.itemgetter(2)
+
+
 def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int]:
     """TFLite Micro's GreedyMemoryPlanner: offsets of ``(size, first_used, last_used)``
     buffers (in the order they are added) and the arena bytes the plan spans.
@@ -387,17 +390,20 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
     n = len(reqs)
     if n == 0:
         return [], 0
-    ids = sorted(range(n - 1, -1, -1), key=lambda i: -reqs[i][0])  # stable: keeps reversal
+    # Largest first, ties the later-added first: (size, index) pairs in descending order.
+    order = sorted(zip(map(_FIRST, reqs), range(n)), reverse=True)
     offsets = [-1] * n
+    top = 0
     # The placed buffers alive at each time (slot t + 1: a never-used tensor has time -1;
     # lifetimes are short, so a buffer conflicts with few others); a buffer meets those
     # alive during its lifetime in offset order, ties in the order they were placed, as
     # the planner's offset-ordered list does. One alive at several of those times is met
     # again at once and changes nothing.
-    alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(r[2] for r in reqs) + 3)]
-    for rank, i in enumerate(ids):
-        size, first, last = reqs[i]
-        if last == first + 1:  # most activations: made by one operator, read by the next
+    alive: list[list[tuple[int, int, int]]] = [[] for _ in range(max(map(_THIRD, reqs)) + 3)]
+    for rank, (size, i) in enumerate(order):
+        _, first, last = reqs[i]
+        chain = last == first + 1  # most activations: made by one operator, read by the next
+        if chain:
             near = alive[first + 1] + alive[last + 1]
         else:
             near = [entry for t in range(first + 1, last + 2) for entry in alive[t]]
@@ -410,10 +416,17 @@ def greedy_plan(buffers: Iterable[tuple[int, int, int]]) -> tuple[list[int], int
                 if end > candidate:
                     candidate = end
         offsets[i] = candidate
-        entry = (candidate, rank, candidate + size)
-        for t in range(first + 1, last + 2):
-            alive[t].append(entry)
-    return offsets, max(offsets[i] + reqs[i][0] for i in range(n))
+        end = candidate + size
+        if end > top:
+            top = end
+        entry = (candidate, rank, end)
+        if chain:
+            alive[first + 1].append(entry)
+            alive[last + 1].append(entry)
+        else:
+            for t in range(first + 1, last + 2):
+                alive[t].append(entry)
+    return offsets, top
 
 
 def _align_up(n: int, a: int) -> int:
@@ -549,8 +562,16 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
     head = _SCRATCH_ROOM
     need = head
     scratch: list[tuple[int, int]] = []
+    prepared, quantization, sized = _PREPARED, _QUANTIZATION, _SIZED_PREPARES
     for op in ops:  # parsed options, Init data, and PrepareSubgraphs
-        option, init, before, persists, requests = _prepare_segment(sg, op)
+        # _prepare_segment's memo, looked up inline (once per operator of every spec):
+        # the opcode, the sizes Prepare reads, each operand's type and quantization.
+        opcode = op[1]
+        key = (opcode, _prepare_sizes(sg, op) if opcode in sized else (),
+               *[quantization(tensors[k]) for k in op[4] + op[5]])
+        hit = prepared.get(key)
+        option, init, before, persists, requests, drop, reach = (
+            hit if hit is not None else _prepare_segment(sg, op, key))
         if option is not None:
             size, align = option
             lo, hi = (lo - size) // align * align, (hi - size) // align * align
@@ -560,13 +581,18 @@ def _derived_arena_bytes(sg: Subgraph) -> int:
             else:
                 inits -= -(-init // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT
         # Prepare: temporaries above the head, allocations off the tail.
-        if before >= 0 and head + before - tail > need:
-            need = head + before - tail
-        for size, align, at_least, after in persists:
-            tail = (tail - size) // align * align
-            bound = head + (at_least if at_least > after else after)
-            if bound - tail > need:
-                need = bound - tail
+        if drop is not None and not tail & 15:  # folded (_folded): no loop
+            if reach is not None and head - tail + reach > need:
+                need = head - tail + reach
+            tail -= drop
+        else:
+            if before >= 0 and head + before - tail > need:
+                need = head + before - tail
+            for size, align, at_least, after in persists:
+                tail = (tail - size) // align * align
+                bound = head + (at_least if at_least > after else after)
+                if bound - tail > need:
+                    need = bound - tail
         if requests:
             scratch += [(nbytes, op.index) for nbytes in requests]
             head = _SCRATCH_REQUEST[0] * (len(scratch) + _MAX_SCRATCH_BUFFERS_PER_OP)
@@ -605,22 +631,20 @@ _SIZED_PREPARES = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN"})
 _QUANTIZATION = operator.itemgetter(2, 6, 7)  # a Tensor's dtype, num_scales, num_zero_points
 
 
-def _prepare_segment(sg: Subgraph, op: Operator) -> tuple:
+def _prepare_segment(sg: Subgraph, op: Operator, key: tuple) -> tuple:
     """An operator's parsed options (sizeof, alignof) and Init data bytes (None: none), its
     kernel's Prepare condensed (:func:`_condensed`) and its scratch requests, memoised by
-    what they depend on: the opcode, the type and quantization of every operand and the
-    sizes the kernel reads (:func:`_prepare_sizes`; derived graphs omit no input)."""
-    tensors = sg.tensors
-    opcode = op.opcode
-    sizes = _prepare_sizes(sg, op) if opcode in _SIZED_PREPARES else ()
-    key = (opcode, sizes, *[_QUANTIZATION(tensors[k]) for k in op.inputs + op.outputs])
+    ``key``: what they depend on, the opcode, the sizes the kernel reads
+    (:func:`_prepare_sizes`) and the type and quantization of every operand (derived
+    graphs omit no input); :func:`_derived_arena_bytes` builds it and looks it up first."""
     hit = _PREPARED.get(key)
     if hit is None:
         trace, scratch = _Trace(), []
-        kernel = _KERNELS[opcode]
+        kernel = _KERNELS[op.opcode]
         kernel.prepare(_Prepare(trace, sg, op, scratch))
-        hit = (kernel.builtin_data, kernel.init_bytes, *_condensed(trace.steps),
-               [nbytes for nbytes, _ in scratch])
+        before, persists = _condensed(trace.steps)
+        hit = (kernel.builtin_data, kernel.init_bytes, before, persists,
+               [nbytes for nbytes, _ in scratch], *_folded(before, persists))
         if len(_PREPARED) < 1 << 16:
             _PREPARED[key] = hit
     return hit
@@ -664,43 +688,61 @@ def _condensed(steps: list[_Step]) -> tuple[int, tuple[tuple[int, int, int, int]
     return before, tuple(tuple(p) for p in persists)
 
 
+def _folded(before: int, persists: tuple[tuple[int, int, int, int], ...]
+            ) -> tuple[int | None, int | None]:
+    """A Prepare's persistent allocations folded into two numbers, for a tail that is a
+    multiple of 16 where it starts: (how far they move the tail down, the largest bound
+    they set relative to ``tail - head`` there, None: none); (None, None) if one is not
+    16-aligned (then the tail's residue matters and the steps are replayed one by one)."""
+    if any(align != BUFFER_ALIGNMENT for _, align, _, _ in persists):
+        return None, None
+    drop = 0
+    reach = before if before >= 0 else None
+    for size, _, at_least, after in persists:
+        drop += _align_up(size, BUFFER_ALIGNMENT)
+        bound = (at_least if at_least > after else after) + drop
+        if reach is None or bound > reach:
+            reach = bound
+    return drop, reach
+
+
 def _planned_buffers(sg: Subgraph, scratch: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     """(aligned size, first, last) of each buffer, in the order the planner receives them."""
-    unset = -1
-    first = [unset] * len(sg.tensors)
-    last = [unset] * len(sg.tensors)
+    tensors = sg.tensors
+    # One slot more than tensors: an omitted optional input (-1) lands in it, which saves
+    # a test per operand (pricing runs this for thousands of graphs a second).
+    first = [-1] * (len(tensors) + 1)
+    last = first.copy()
     for k in sg.inputs:
-        if first[k] == unset:
+        if first[k] == -1:
             first[k] = 0
         last[k] = 0
     scope = 0
-    scopes: dict[int, int] = {}  # operator index -> its scope (its scratch buffers' life)
     for op in sg.operators:
         scope += 1
-        outputs = op.outputs
-        for k in outputs:
-            if first[k] == unset:
+        for k in op.outputs:
+            if first[k] == -1:
                 first[k] = scope
-        for k in op.inputs:
-            if k >= 0:
-                last[k] = scope
-        for k in outputs:
             last[k] = scope
-        scopes[op.index] = scope
+        for k in op.inputs:
+            last[k] = scope
     for k in sg.outputs:
-        if first[k] == unset:
+        if first[k] == -1:
             first[k] = scope
         last[k] = scope
     buffers = []
-    for index, _, dtype, shape, constant, variable, *_ in sg.tensors:
+    prod, sizes = math.prod, TYPE_SIZES
+    for index, _, dtype, shape, constant, variable, _, _, _, _ in tensors:
         if not constant and not variable:
-            nbytes = math.prod(shape) * TYPE_SIZES[dtype]
+            nbytes = prod(shape) * sizes[dtype]
             if nbytes:
-                buffers.append((-(-nbytes // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT, first[index],
-                                last[index]))
-    for nbytes, op_index in scratch:
-        scope = scopes[op_index]
-        buffers.append((_align_up(nbytes, BUFFER_ALIGNMENT), scope, scope))
+                buffers.append(((nbytes + 15) & -BUFFER_ALIGNMENT, first[index], last[index]))
+    if scratch:
+        # A scratch buffer lives during its operator's scope (its position + 1).
+        scopes = {op.index: scope for scope, op in enumerate(sg.operators, 1)}
+        for nbytes, op_index in scratch:
+            scope = scopes[op_index]
+            buffers.append((_align_up(nbytes, BUFFER_ALIGNMENT), scope, scope))
     return buffers
 
 

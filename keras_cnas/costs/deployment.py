@@ -60,6 +60,7 @@ from typing import Callable
 from keras_cnas.costs.arena import replay_arena_bytes
 from keras_cnas.costs.enas_graph import enas_graph
 from keras_cnas.costs.flatbuffer_size import (
+    KeyedObjects,
     PackedModel,
     PackedOperator,
     PackedTensor,
@@ -129,6 +130,7 @@ _OPCODES = {
     "CONCATENATION": (2, 2, 1),
 }
 _GROUPED_CONV_VERSION = 6
+_CONV_CODE = _OPCODES["CONV_2D"][0]
 
 
 class GraphBuilder:
@@ -146,11 +148,14 @@ class GraphBuilder:
         self.int8 = target.quantize == "int8"
         self.tensors: list[Tensor] = []
         self.operators: list[Operator] = []
-        self._used: dict[str, int] = {}  # name -> times given (the converter's uniquing)
+        # name -> times given (the converter's uniquing); "" is never numbered, and listing
+        # it here lets the hot paths test membership alone.
+        self._used: dict[str, int] = {"": 0}
         self.shared_buffers: set[int] = set()  # constants stored in an earlier one's buffer
         self._dtype = "INT8" if self.int8 else "FLOAT32"
         self._bias_dtype = "INT32" if self.int8 else "FLOAT32"
         self._one_scale = 1 if self.int8 else 0
+        self._conv_version = _OPCODES["CONV_2D"][1 if self.int8 else 2]
         io_quantized = target.int8_io
         self.input = self._tensor((1, *input_shape), "INT8" if io_quantized else "FLOAT32",
                                   False, 1 if io_quantized else 0, f"serving_default_{input_name}:0")
@@ -180,15 +185,15 @@ class GraphBuilder:
 
     def _tensor(self, shape: tuple[int, ...], dtype: str, constant: bool, scales: int,
                 name: str = "") -> int:
-        index = len(self.tensors)
-        if name:
-            if name in self._used:
-                name = self.unique(name)
-            else:
-                self._used[name] = 0
+        tensors = self.tensors
+        index = len(tensors)
+        if name in self._used:
+            name = self.unique(name)
+        else:
+            self._used[name] = 0
         # tuple.__new__: a named tuple without its Python-level __new__ (thousands a second).
-        self.tensors.append(_new(Tensor, (index, name, dtype, shape, constant, False, scales,
-                                          scales, 0.0, 0)))
+        tensors.append(_new(Tensor, (index, name, dtype, shape, constant, False, scales,
+                                     scales, 0.0, 0)))
         return index
 
     def _activation(self, shape: tuple[int, ...], name: str = "") -> int:
@@ -209,8 +214,9 @@ class GraphBuilder:
         code, int8_version, float_version = _OPCODES[opcode]
         if version is None:
             version = int8_version if self.int8 else float_version
-        self.operators.append(_new(Operator, (len(self.operators), opcode, code, version,
-                                              tuple(inputs), (output,), (), False, options)))
+        ops = self.operators
+        ops.append(_new(Operator, (len(ops), opcode, code, version, tuple(inputs), (output,), (),
+                                   False, options)))
         return output
 
     def shape(self, index: int) -> tuple[int, ...]:
@@ -227,19 +233,39 @@ class GraphBuilder:
         convolution with Keras' default "valid" padding (the same shape; the converter
         keeps the padding). ``stride``: one for both axes or a (y, x) pair. Its output is
         named like its bias (deduplicated)."""
-        _, h, w, c = self.tensors[x][3]
-        scales = filters if self.int8 else 0
-        tensor = self._tensor
-        weights = tensor((filters, kernel[0], kernel[1], c // groups), self._dtype, True,
-                         scales, weights_name)
-        bias = tensor((filters,), self._bias_dtype, True, scales, bias_name)
+        tensors, used = self.tensors, self._used
+        _, h, w, c = tensors[x][3]
         sy, sx = (stride, stride) if isinstance(stride, int) else stride
         ho, wo = out_hw or (-(-h // sy), -(-w // sx))
-        out = tensor((1, ho, wo, filters), self._dtype, False, self._one_scale, bias_name)
-        valid = valid or out_hw is not None
-        return self._op("CONV_2D", (x, weights, bias), out,
-                        _GROUPED_CONV_VERSION if groups > 1 else None, stride=stride,
-                        activation=activation, valid=int(valid))
+        # The three tensors and the operator inline (what _tensor and _op do): the most
+        # frequent layer of every space, priced thousands of times a second.
+        if weights_name in used:
+            weights_name = self.unique(weights_name)
+        else:
+            used[weights_name] = 0
+        if bias_name in used:
+            out_name = self.unique(bias_name)
+            bias_name, out_name = out_name, self.unique(bias_name)
+        else:
+            used[bias_name] = 0
+            out_name = self.unique(bias_name)
+        weights = len(tensors)
+        scales = filters if self.int8 else 0
+        one, dtype = self._one_scale, self._dtype
+        tensors += (
+            _new(Tensor, (weights, weights_name, dtype, (filters, kernel[0], kernel[1], c // groups),
+                          True, False, scales, scales, 0.0, 0)),
+            _new(Tensor, (weights + 1, bias_name, self._bias_dtype, (filters,), True, False,
+                          scales, scales, 0.0, 0)),
+            _new(Tensor, (weights + 2, out_name, dtype, (1, ho, wo, filters), False, False, one,
+                          one, 0.0, 0)))
+        ops = self.operators
+        ops.append(_new(Operator, (
+            len(ops), "CONV_2D", _CONV_CODE,
+            _GROUPED_CONV_VERSION if groups > 1 else self._conv_version,
+            (x, weights, weights + 1), (weights + 2,), (), False,
+            {"stride": stride, "activation": activation, "valid": int(valid or out_hw is not None)})))
+        return weights + 2
 
     def depthwise(self, x: int, kernel: int | tuple[int, int], stride: int, activation: int,
                   out_hw: tuple[int, int] | None = None, *, weights_name: str = "",
@@ -259,8 +285,8 @@ class GraphBuilder:
         """MaxPool2D (or AveragePool2D), "valid" padding unless ``out_hw``; (y, x) pairs."""
         _, h, w, c = self.tensors[x][3]
         ho, wo = out_hw or ((h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1)
-        return self._op(opcode, (x,), self._activation((1, ho, wo, c), name),
-                        valid=int(out_hw is None))
+        out = self._tensor((1, ho, wo, c), self._dtype, False, self._one_scale, name)
+        return self._op(opcode, (x,), out, valid=int(out_hw is None))
 
     def max_pool(self, x: int, pool: tuple[int, int], stride: tuple[int, int], *,
                  name: str = "") -> int:
@@ -640,80 +666,99 @@ def packed_model(graph: ModelView) -> PackedModel:
     The converter stores the input first, then the constants (unquantized int32 operands
     first, then weights and biases, last layer first, bias before weights), then the
     activations in execution order; tensor ``k`` owns buffer ``k + 1`` (buffer 0 is the
-    empty sentinel), and the two metadata buffers come last.
+    empty sentinel), and the two metadata buffers come last. Tensors and operators are
+    given by their memo keys (:class:`KeyedObjects`): sizing them is a look-up per object.
     """
     sg = graph.main
     tensors = sg.tensors
     first = sg.inputs[0]
-    shape_operands, weights, activations = [], [], []
-    for t in tensors:
-        if t.is_constant:
-            (weights if t.num_scales or t.dtype != "INT32" else shape_operands).append(t)
-        elif t.index != first:
-            activations.append(t)
+    # One pass: each tensor's key (see _packed_tensor) and buffer, sorted into the sections.
+    # The key holds the name's length, not the name: that is all the size depends on, and
+    # layers named alike ("conv_3", "conv_4") then share their memoised moves.
+    shape_operands, shape_buffers, weights, weight_buffers, activations = [], [], [], [], []
+    prod, sizes = math.prod, TYPE_SIZES
+    shared = graph.shared_buffers  # constants whose data an earlier one holds: no data
+    by_index: dict[int, tuple] = {} if graph.constant_order else None
+    for index, name, dtype, shape, constant, _, scales, _, _, _ in tensors:
+        key = (len(name) if name.isascii() else len(name.encode()), dtype, len(shape),
+               constant, scales, bool(shape) and shape[0] == 1)
+        if constant:
+            nbytes = None if index in shared else prod(shape) * sizes[dtype]
+            if by_index is not None:
+                by_index[index] = (key, nbytes)
+            if scales or dtype != "INT32":
+                weights.append(key)
+                weight_buffers.append(nbytes)
+            else:
+                shape_operands.append(key)
+                shape_buffers.append(nbytes)
+        elif index != first:
+            activations.append(key)
+        else:
+            input_key = key
     shape_operands.reverse()
+    shape_buffers.reverse()
     weights.reverse()
-    if graph.constant_order:
-        shape_operands, weights = [], [tensors[k] for k in graph.constant_order]
-    packed, buffers = [], [None]
-    cache, prod, sizes = _PACKED_TENSORS, math.prod, TYPE_SIZES
-    shared = graph.shared_buffers
-    for t in (tensors[first], *shape_operands, *weights, *activations):
-        _, name, dtype, shape, constant, _, scales = t[:7]
-        key = (name, dtype, len(shape), constant, scales, shape[:1] == (1,))
-        hit = cache.get(key)
-        packed.append(hit if hit is not None else _packed_tensor(t, key))
-        buffers.append(prod(shape) * sizes[dtype] if constant and t[0] not in shared else None)
+    weight_buffers.reverse()
+    if graph.constant_order:  # the converter's own order (ENAS cells), not the default
+        shape_operands, shape_buffers = [], []
+        weights = [by_index[k][0] for k in graph.constant_order]
+        weight_buffers = [by_index[k][1] for k in graph.constant_order]
+    buffers = [None, None, *shape_buffers, *weight_buffers, *[None] * len(activations)]
     opcodes: dict[str, int] = {}
     codes, operators = [], []
     cache = _PACKED_OPERATORS
     for op in sg.operators:
-        index = opcodes.get(op.opcode)
+        _, opcode, builtin_code, version, inputs, _, _, _, options = op
+        index = opcodes.get(opcode)
         if index is None:
-            index = opcodes[op.opcode] = len(codes)
-            codes.append((op.version, op.builtin_code))
-        elif op.version > codes[index][0]:  # one code per builtin, at its highest version
-            codes[index] = (op.version, op.builtin_code)
-        hit = cache.get((op.opcode, index != 0, len(op.inputs), *op.options.values()))
-        operators.append(hit if hit is not None else _packed_operator(op, index))
+            index = opcodes[opcode] = len(codes)
+            codes.append((version, builtin_code))
+        elif version > codes[index][0]:  # one code per builtin, at its highest version
+            codes[index] = (version, builtin_code)
+        key = (opcode, index != 0, len(inputs), *options.values())
+        if key not in cache:
+            _packed_operator(op, index, key)
+        operators.append(key)
     metadata = []
     for name, nbytes in _METADATA:
         metadata.append((len(name), len(buffers)))
         buffers.append(nbytes)
     input_name = len(tensors[first].name) - len("serving_default_:0")
-    return PackedModel(codes, packed, operators, len(sg.inputs), len(sg.outputs), buffers,
-                       metadata, [(input_name, 0)], [(len(graph.output_name), len(packed) - 1)])
+    packed = KeyedObjects([input_key, *shape_operands, *weights, *activations], _packed_tensor)
+    return PackedModel(codes, packed, KeyedObjects(operators, cache.__getitem__), len(sg.inputs),
+                       len(sg.outputs), buffers, metadata, [(input_name, 0)],
+                       [(len(graph.output_name), len(packed) - 1)])
 
 
-#: Memos of :func:`_packed_tensor` and :func:`_packed_operator` (specs share most tensors:
-#: names, shapes, quantization; and most operators).
+#: Memos of :func:`_packed_tensor` and :func:`_packed_operator` by their keys (specs share
+#: most tensors: names, shapes, quantization; and most operators).
 _PACKED_TENSORS: dict[tuple, PackedTensor] = {}
 _PACKED_OPERATORS: dict[tuple, PackedOperator] = {}
 
 
-def _packed_tensor(t: Tensor, key: tuple) -> PackedTensor:
-    """Its packed form, memoised by ``key``: its name, dtype, rank, constness, number of
-    scales and whether its first dimension is 1 (a depthwise kernel's channel axis is 3)."""
-    shape = t.shape
-    depthwise_weights = t.is_constant and len(shape) == 4 and shape[0] == 1
-    hit = PackedTensor(len(t.name.encode()), len(shape), _TYPE_CODES[t.dtype], True,
-                       not t.is_constant, t.num_scales,
-                       3 if depthwise_weights and t.num_scales > 1 else 0)
-    if len(_PACKED_TENSORS) < 1 << 16:
-        _PACKED_TENSORS[key] = hit
+def _packed_tensor(key: tuple) -> PackedTensor:
+    """The packed form of a tensor with ``key``: its name's UTF-8 length, dtype, rank,
+    constness, number of scales and whether its first dimension is 1 (a depthwise kernel's
+    channel axis is 3); memoised."""
+    hit = _PACKED_TENSORS.get(key)
+    if hit is None:
+        name_bytes, dtype, rank, constant, scales, first_is_one = key
+        depthwise_weights = constant and rank == 4 and first_is_one
+        hit = PackedTensor(name_bytes, rank, _TYPE_CODES[dtype], True, not constant,
+                           scales, 3 if depthwise_weights and scales > 1 else 0)
+        if len(_PACKED_TENSORS) < 1 << 16:
+            _PACKED_TENSORS[key] = hit
     return hit
 
 
-def _packed_operator(op: Operator, opcode_index: int) -> PackedOperator:
-    """Its packed form, memoised by its opcode, whether its opcode index is 0, its number
-    of inputs and its options."""
+def _packed_operator(op: Operator, opcode_index: int, key: tuple) -> PackedOperator:
+    """Its packed form, memoised (for good: the keys are few) by ``key``: its opcode,
+    whether its opcode index is 0, its number of inputs and its options."""
     options = _OPTIONS.get(op.opcode)
     kind, fields, num_fields = options(op) if options else (0, None, 0)
-    hit = PackedOperator(opcode_index != 0, len(op.inputs), len(op.outputs), kind, fields,
-                         num_fields)
-    if len(_PACKED_OPERATORS) < 1 << 12:
-        _PACKED_OPERATORS[(op.opcode, opcode_index != 0, len(op.inputs),
-                           *op.options.values())] = hit
+    hit = _PACKED_OPERATORS[key] = PackedOperator(opcode_index != 0, len(op.inputs),
+                                                  len(op.outputs), kind, fields, num_fields)
     return hit
 
 

@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Hashable, NamedTuple, Sequence
 
 
 class SizeBuilder:
@@ -153,6 +153,30 @@ class PackedOperator(NamedTuple):
     options_fields: int = 0
 
 
+class KeyedObjects(Sequence):
+    """A sequence of objects given by hashable keys: item ``i`` is ``make(keys[i])``.
+
+    Equal keys must make equal objects. :func:`packed_model_bytes` then memoises each
+    object's move by its key alone, so pricing a model neither builds its objects nor
+    hashes them (a key is a tuple its caller builds anyway); the objects are made only
+    for moves not seen before, or to pack them step by step.
+    """
+
+    __slots__ = ("keys", "make")
+
+    def __init__(self, keys: Sequence[Hashable], make: Callable[[Any], Any]) -> None:
+        self.keys = keys
+        self.make = make
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.make(key) for key in self.keys[i]]
+        return self.make(self.keys[i])
+
+
 class _SizeMemo:
     """The effect of packing an object, memoised by the builder's state.
 
@@ -171,6 +195,10 @@ class _SizeMemo:
         self._ids: dict[tuple, int] = {}
         self._states: list[tuple[int, int, frozenset]] = []
         self._moves: dict[Callable, dict[tuple, tuple[int, int]]] = {}
+        # Keyed moves (KeyedObjects): per pack, one dict per state, key -> move; a list
+        # indexed by the state saves building a (state, key) tuple per object.
+        self._keyed: dict[Callable, list[dict[Hashable, tuple[int, int]]]] = {}
+        self._keyed_sizes: dict[Callable, int] = {}
         self.initial = self._state(0, 1, frozenset())
 
     def _state(self, mod8: int, minalign: int, vtables: frozenset) -> int:
@@ -179,7 +207,25 @@ class _SizeMemo:
         if state is None:
             state = self._ids[key] = len(self._states)
             self._states.append(key)
+            for table in self._keyed.values():
+                table.append({})
         return state
+
+    def keyed_moves(self, pack: Callable) -> list[dict[Hashable, tuple[int, int]]]:
+        """The memo of ``pack``'s moves by key: ``table[state][key] -> (bytes, next state)``."""
+        table = self._keyed.get(pack)
+        if table is None:
+            table = self._keyed[pack] = [{} for _ in self._states]
+            self._keyed_sizes[pack] = 0
+        return table
+
+    def keyed_move(self, pack: Callable, state: int, key: Hashable, obj: object) -> tuple[int, int]:
+        """:meth:`move` of ``obj``, remembered under ``key`` as well."""
+        hit = self.move(pack, state, obj)
+        if self._keyed_sizes[pack] < self.LIMIT:
+            self._keyed_sizes[pack] += 1
+            self._keyed[pack][state][key] = hit
+        return hit
 
     def builder(self, state: int, offset: int) -> SizeBuilder:
         """A builder at ``offset`` (congruent to the state's mod 8) in ``state``."""
@@ -321,7 +367,8 @@ class PackedModel:
 
     Attributes:
         opcodes: ``(version, builtin_code)`` per operator code, in the model's order.
-        tensors, operators: the subgraph's, in order.
+        tensors, operators: the subgraph's, in order (a :class:`KeyedObjects` is sized
+            by its keys).
         num_inputs, num_outputs: the subgraph's inputs and outputs.
         buffers: data bytes per buffer (None: a buffer without data), metadata ones included.
         metadata: ``(name bytes, buffer index)`` per metadata entry.
@@ -370,6 +417,14 @@ def packed_model_bytes(model: PackedModel, *, memoised: bool = True) -> int:
             b = memo.builder(state, offset)
             _pack_buffers(b, objects[0])
             offset, state = b.offset, memo.state_of(b)
+            continue
+        if isinstance(objects, KeyedObjects):
+            table, make = memo.keyed_moves(pack), objects.make
+            for key in objects.keys:
+                hit = table[state].get(key)
+                delta, state = hit if hit is not None else memo.keyed_move(pack, state, key,
+                                                                           make(key))
+                offset += delta
             continue
         moves = memo.moves(pack)
         for obj in objects:
@@ -463,4 +518,4 @@ def _model_end(b: SizeBuilder, fields: tuple) -> None:
     b.finish()
 
 
-__all__ = ["PackedModel", "PackedOperator", "PackedTensor", "SizeBuilder", "packed_model_bytes"]
+__all__ = ["KeyedObjects", "PackedModel", "PackedOperator", "PackedTensor", "SizeBuilder", "packed_model_bytes"]

@@ -26,6 +26,11 @@ random specs):
   A zero bias is one tensor per channel count in a float32 graph and one per use in an
   int8 graph (each is quantized with its own scales).
 
+Known gap: the import order is not yet right for every cell. The slow suite's spec 146
+of 200 (docs/results.md) runs a pooling of a block sum read by two ops later in the
+converter than here, and its float32 arena is priced 0.7 % low; searches re-measure
+the exported artifact, so it is caught, not shipped.
+
 Pure Python.
 
 Example:

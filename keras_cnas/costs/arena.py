@@ -636,17 +636,15 @@ def _prepare_segment(sg: Subgraph, op: Operator, key: tuple) -> tuple:
     kernel's Prepare condensed (:func:`_condensed`) and its scratch requests, memoised by
     ``key``: what they depend on, the opcode, the sizes the kernel reads
     (:func:`_prepare_sizes`) and the type and quantization of every operand (derived
-    graphs omit no input); :func:`_derived_arena_bytes` builds it and looks it up first."""
-    hit = _PREPARED.get(key)
-    if hit is None:
-        trace, scratch = _Trace(), []
-        kernel = _KERNELS[op.opcode]
-        kernel.prepare(_Prepare(trace, sg, op, scratch))
-        before, persists = _condensed(trace.steps)
-        hit = (kernel.builtin_data, kernel.init_bytes, before, persists,
-               [nbytes for nbytes, _ in scratch], *_folded(before, persists))
-        if len(_PREPARED) < 1 << 16:
-            _PREPARED[key] = hit
+    graphs omit no input); :func:`_derived_arena_bytes` builds it and calls this on a miss."""
+    trace, scratch = _Trace(), []
+    kernel = _KERNELS[op.opcode]
+    kernel.prepare(_Prepare(trace, sg, op, scratch))
+    before, persists = _condensed(trace.steps)
+    hit = (kernel.builtin_data, kernel.init_bytes, before, persists,
+           [nbytes for nbytes, _ in scratch], *_folded(before, persists))
+    if len(_PREPARED) < 1 << 16:
+        _PREPARED[key] = hit
     return hit
 
 

@@ -233,22 +233,16 @@ class GraphBuilder:
         convolution with Keras' default "valid" padding (the same shape; the converter
         keeps the padding). ``stride``: one for both axes or a (y, x) pair. Its output is
         named like its bias (deduplicated)."""
-        tensors, used = self.tensors, self._used
+        tensors = self.tensors
         _, h, w, c = tensors[x][3]
         sy, sx = (stride, stride) if isinstance(stride, int) else stride
         ho, wo = out_hw or (-(-h // sy), -(-w // sx))
         # The three tensors and the operator inline (what _tensor and _op do): the most
-        # frequent layer of every space, priced thousands of times a second.
-        if weights_name in used:
-            weights_name = self.unique(weights_name)
-        else:
-            used[weights_name] = 0
-        if bias_name in used:
-            out_name = self.unique(bias_name)
-            bias_name, out_name = out_name, self.unique(bias_name)
-        else:
-            used[bias_name] = 0
-            out_name = self.unique(bias_name)
+        # frequent layer of every space, priced thousands of times a second. The output
+        # takes the bias's name, numbered again (the converter's fused op name).
+        unique = self.unique
+        weights_name = unique(weights_name)
+        bias_name, out_name = unique(bias_name), unique(bias_name)
         weights = len(tensors)
         scales = filters if self.int8 else 0
         one, dtype = self._one_scale, self._dtype
